@@ -1,0 +1,59 @@
+"""The ``mner`` command line: one program, one subcommand per task.
+
+Each subcommand lives in its own module that exposes ``register(subparsers)``; that
+function adds the subcommand's parser and sets ``handler`` to a callable that takes
+the parsed arguments and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "orchestrator.commands.data",
+    "orchestrator.commands.features",
+)
+
+logger = logging.getLogger("mner")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mner",
+        description="Semi-supervised multimodal NER: SMVAE and baselines, swept with Ray.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+        # Expected failures (bad input, missing files) end with one readable line;
+        # -vv shows the traceback.
+        logger.debug("command failed", exc_info=True)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"mner: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
