@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "orchestrator.commands.data",
     "orchestrator.commands.features",
+    "orchestrator.commands.train",
+    "orchestrator.commands.report",
 )
 
 logger = logging.getLogger("mner")

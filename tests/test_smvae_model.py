@@ -530,7 +530,7 @@ def crafted_logits(output: SpanOutput, entity_spans: torch.Tensor) -> torch.Tens
 
 
 def test_unlabelled_elbo_uses_predicted_entities_only() -> None:
-    model = make_model().eval()
+    model = make_model(reconstruction="mean").eval()
     batch = make_batch(LENGTHS, HAS_IMAGE)
     entity_spans = torch.zeros_like(batch.span_mask)
     entity_spans[0, [1, 4]] = True

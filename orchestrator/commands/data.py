@@ -10,7 +10,6 @@ from typing import Any
 
 from smvae.conll import read_tweets
 from smvae.datasets import (
-    DATASETS,
     ENTITY_TYPES,
     SPLITS,
     UMT_RAW_BASE_URL,
@@ -28,7 +27,9 @@ def register(subparsers: Any) -> None:
     commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     check = commands.add_parser("check", help="validate a dataset and print its statistics")
-    check.add_argument("dataset", choices=sorted(DATASETS))
+    check.add_argument(
+        "dataset", help="twitter2015, twitter2017, or a folder name with dataset.json"
+    )
     check.add_argument(
         "--data-dir", help="folder with <dataset>/train.txt (default $MNER_DATA_DIR)"
     )
@@ -37,7 +38,9 @@ def register(subparsers: Any) -> None:
     check.set_defaults(handler=run_check)
 
     download = commands.add_parser("download", help="download annotation files, verify SHA-256")
-    download.add_argument("dataset", choices=sorted(DATASETS))
+    download.add_argument(
+        "dataset", help="twitter2015, twitter2017, or a folder name with dataset.json"
+    )
     download.add_argument("--data-dir", help="target folder (default $MNER_DATA_DIR or ./data)")
     download.add_argument(
         "--base-url", default=UMT_RAW_BASE_URL, help="address that holds <dataset>/<split>.txt"
@@ -50,8 +53,8 @@ def check_dataset(
     dataset: str, root: str | None = None, images: str | None = None
 ) -> list[SplitStatistics]:
     """Read and validate every split of a dataset."""
-    info = get_dataset(dataset)
-    folder = image_dir(dataset, images)
+    info = get_dataset(dataset, root)
+    folder = image_dir(dataset, images, root)
     statistics = []
     for split in SPLITS:
         path = split_path(dataset, split, root)
@@ -69,7 +72,7 @@ def check_dataset(
     return statistics
 
 
-def format_table(dataset: str, statistics: list[SplitStatistics]) -> str:
+def format_table(dataset: str, statistics: list[SplitStatistics], root: str | None = None) -> str:
     rows: list[tuple[str, ...]] = [("", *(s.split for s in statistics))]
 
     def add(label: str, values: list[Any]) -> None:
@@ -91,7 +94,7 @@ def format_table(dataset: str, statistics: list[SplitStatistics]) -> str:
     else:
         add("image coverage", ["no image folder"] * len(statistics))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"{get_dataset(dataset).display_name} ({dataset})"]
+    lines = [f"{get_dataset(dataset, root).display_name} ({dataset})"]
     for row in rows:
         lines.append(
             "  ".join(
@@ -111,7 +114,7 @@ def run_check(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(format_table(args.dataset, statistics))
+        print(format_table(args.dataset, statistics, args.data_dir))
     mismatched = [s.path for s in statistics if not s.checksum_ok]
     if mismatched:
         print(

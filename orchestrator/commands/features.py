@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from smvae.corpus import prepare_dataset
-from smvae.datasets import DATASETS, SPLITS, data_dir, image_dir
+from smvae.datasets import SPLITS, data_dir, image_dir
 from smvae.features import ImageEncoderSettings, TextEncoderSettings, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
     build = commands.add_parser(
         "build", help="encode a dataset once; a no-op when the cache is current"
     )
-    build.add_argument("dataset", choices=sorted(DATASETS))
+    build.add_argument(
+        "dataset", help="twitter2015, twitter2017, or a folder name with dataset.json"
+    )
     build.add_argument(
         "--data-dir", help="folder with <dataset>/train.txt (default $MNER_DATA_DIR)"
     )
@@ -54,7 +56,7 @@ def run_build(args: argparse.Namespace) -> int:
     text = TextEncoderSettings(args.encoder, args.pooling, args.max_length, args.batch_size)
     image = None
     if args.images != "none":
-        folder = image_dir(args.dataset, args.image_dir)
+        folder = image_dir(args.dataset, args.image_dir, args.data_dir)
         image = ImageEncoderSettings(
             args.images,
             args.image_weights,

@@ -1,0 +1,206 @@
+"""Settings of one SMVAE training run, read from a nested mapping (YAML or a sweep trial).
+
+Defaults are the paper's where the paper gives a value (hidden 768, latent 100,
+learning rate 1e-5, batch 8, at most 100 epochs, early stopping with patience 10, 100
+labelled tweets). The text encoder defaults to the packaged MiniLM with frozen,
+cached features, the setting for machines without a GPU; the paper fine-tunes
+``bert-base-cased``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from smvae.datasets import get_dataset
+
+METHODS = ("smvae", "smvae-no-mvae")
+SETTINGS = ("supervised", "semi-supervised")
+IMAGE_POLICIES = ("none", "resnet152", "efficientnet-lite0")
+
+T = TypeVar("T")
+
+
+def build_dataclass(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
+    """Create ``cls`` from a mapping; an unknown key raises an error that lists the known ones."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting {where}.{unknown[0]}; known settings of {where}: "
+            + ", ".join(sorted(known))
+        )
+    return cls(**values)
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings."""
+
+    epochs: int = 100
+    patience: int = 10
+    learning_rate: float = 1e-5
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    negative_ratio: float = 1.0  # O spans drawn per gold span for the cross-entropy
+    unlabelled_batch_size: int | None = None  # default: batch_size
+    unlabelled_per_epoch: int | None = None  # unlabelled tweets drawn per epoch; None = all
+    gradient_clip: float | None = None
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"training.{name} must be at least 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ValueError(f"training.patience must be non-negative, got {self.patience}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"training.learning_rate must be positive, got {self.learning_rate}")
+        if not self.negative_ratio > 0:
+            raise ValueError(f"training.negative_ratio must be positive, got {self.negative_ratio}")
+
+
+@dataclass
+class EncoderConfig:
+    """Text encoder: Hugging Face name or folder, pooling, piece limit, fine-tuning."""
+
+    name: str = "minilm"
+    pooling: str = "first"
+    max_length: int = 256
+    finetune: bool = False
+
+    def __post_init__(self) -> None:
+        if self.finetune:
+            raise NotImplementedError(
+                "encoder.finetune=true is not implemented yet; use encoder.finetune=false "
+                "(frozen, cached encoder features)"
+            )
+
+
+@dataclass
+class ImagesConfig:
+    """Image policy: ``none`` (text expert alone) or an image network with weights and folder."""
+
+    name: str = "none"
+    image_dir: str | None = None
+    weights: str | None = None
+    min_coverage: float = 0.0  # a run fails when the share of tweets with an image is lower
+
+    def __post_init__(self) -> None:
+        if self.name not in IMAGE_POLICIES:
+            raise ValueError(
+                f"images.name must be one of {', '.join(IMAGE_POLICIES)}, got {self.name!r}"
+            )
+        if not 0.0 <= self.min_coverage <= 1.0:
+            raise ValueError(f"images.min_coverage must be in [0, 1], got {self.min_coverage}")
+
+
+@dataclass
+class RunSettings:
+    """Everything that defines one training run."""
+
+    method: str = "smvae"
+    dataset: str = "twitter2015"
+    setting: str = "semi-supervised"
+    labelled: int | float | str = 100  # a count, a share in (0, 1], or "all"
+    labelled_seed: int = 0
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)  # SMVAEConfig fields
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    data_dir: str | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        try:
+            get_dataset(self.dataset, self.data_dir)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
+        labelled = self.labelled
+        valid = (
+            labelled == "all"
+            or (isinstance(labelled, int) and not isinstance(labelled, bool) and labelled >= 1)
+            or (isinstance(labelled, float) and 0.0 < labelled <= 1.0)
+        )
+        if not valid:
+            raise ValueError(
+                f"labelled must be a count >= 1, a share in (0, 1] or 'all', got {labelled!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunSettings:
+        values = dict(values)
+        nested = {
+            "training": build_dataclass(TrainingConfig, values.pop("training", None), "training"),
+            "encoder": build_dataclass(EncoderConfig, values.pop("encoder", None), "encoder"),
+            "images": build_dataclass(
+                ImagesConfig, _images_mapping(values.pop("images", None)), "images"
+            ),
+        }
+        latent = values.pop("latent_size", None)
+        settings = build_dataclass(cls, {**values, **nested}, "run")
+        if latent is not None:
+            settings.model = {**settings.model, "latent_size": int(latent)}
+        return settings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def labelled_count(self, train_size: int) -> int:
+        """Number of labelled tweets for a training split of ``train_size`` tweets."""
+        if self.labelled == "all":
+            return train_size
+        if isinstance(self.labelled, float):
+            return max(1, round(self.labelled * train_size))
+        if int(self.labelled) > train_size:
+            raise ValueError(
+                f"labelled={self.labelled} exceeds the {train_size} tweets of the training split"
+            )
+        return int(self.labelled)
+
+
+def _images_mapping(value: Any) -> Mapping[str, Any] | None:
+    """Accept ``images: none`` as shorthand for ``images: {name: none}``."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, str):
+        return {"name": value}
+    raise ValueError(f"images must be a policy name or a mapping, got {value!r}")
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides with dotted keys; values are parsed as YAML scalars or lists.
+
+    ``training.epochs=3`` sets ``values["training"]["epochs"] = 3``; ``seeds=[0,1]`` sets
+    a list. A missing ``=`` or an empty key raises ValueError naming the override.
+    """
+    import copy
+
+    import yaml
+
+    result: dict[str, Any] = copy.deepcopy(dict(values))
+    for override in overrides:
+        key, equals, raw = override.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(
+                f"invalid override {override!r}: expected key=value, e.g. training.epochs=3"
+            )
+        target = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = target.get(part)
+            if child is None:
+                child = target[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"invalid override {override!r}: {part} is not a mapping")
+            target = child
+        target[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return result

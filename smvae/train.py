@@ -1,0 +1,448 @@
+"""One SMVAE training run: data, labelled subset, training loop, early stopping, scores.
+
+``run_training`` is the function that ``mner train`` and every sweep trial call. It
+reads the cached features (building them first when needed), draws the labelled
+subset, trains with Adam, keeps the state with the best development F1, scores the
+test split once with that state and returns the metrics and per-epoch rows.
+
+Training step: one labelled batch (L1 + L2) and, in the semi-supervised setting, one
+unlabelled batch (L3); the loss is ``lambda * L1 + L2 + L3`` with
+``lambda = exp(1 - |D_l| / (|D_l| + |D_u|))``. An epoch is one pass over the
+unlabelled tweets drawn for it (``training.unlabelled_per_epoch``, default all), with
+the labelled batches cycled and reshuffled as often as needed; without unlabelled
+data it is one pass over the labelled tweets.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from smvae.batching import LabelMap, SpanBatch, collate, sample_training_spans
+from smvae.corpus import SplitData, prepare_dataset
+from smvae.datasets import ENTITY_TYPES, data_dir, get_dataset, image_dir
+from smvae.decoding import decode_spans
+from smvae.features import ImageEncoderSettings, TextEncoderSettings, cache_dir
+from smvae.metrics import Scores, score_spans
+from smvae.model import (
+    SMVAE,
+    SMVAEConfig,
+    combine_losses,
+    labelled_elbo_loss,
+    loss_weight_lambda,
+    span_cross_entropy,
+    unlabelled_elbo_loss,
+)
+from smvae.settings import RunSettings
+from smvae.spans import Span, spans_from_tags
+
+logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and batch."""
+
+
+@dataclass
+class TrainingResult:
+    """Flat metrics of the run (result-row columns) and one dict per epoch."""
+
+    metrics: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    model: SMVAE | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def labelled_subset(
+    train_size: int, count: int, labelled_seed: int, dataset_checksum: str
+) -> list[int]:
+    """Indices of the labelled tweets: a function of the seed and the dataset checksum alone."""
+    digest = hashlib.sha256(f"{dataset_checksum}:{labelled_seed}".encode()).hexdigest()
+    generator = np.random.default_rng(int(digest[:16], 16))
+    chosen = generator.choice(train_size, size=count, replace=False)
+    return sorted(int(i) for i in chosen)
+
+
+def text_settings(run: RunSettings) -> TextEncoderSettings:
+    return TextEncoderSettings(run.encoder.name, run.encoder.pooling, run.encoder.max_length)
+
+
+def image_settings(run: RunSettings) -> ImageEncoderSettings | None:
+    if run.images.name == "none":
+        return None
+    folder = image_dir(run.dataset, run.images.image_dir, run.data_dir)
+    return ImageEncoderSettings(
+        run.images.name, run.images.weights, str(folder) if folder is not None else None
+    )
+
+
+def prepare_features(
+    settings: Mapping[str, Any] | RunSettings, progress: bool = False
+) -> dict[str, SplitData]:
+    """Build (or open) the feature caches that a run with these settings reads."""
+    run = settings if isinstance(settings, RunSettings) else RunSettings.from_mapping(settings)
+    return prepare_dataset(
+        run.dataset,
+        data_dir(run.data_dir),
+        cache_dir(run.cache_dir),
+        text_settings(run),
+        image_settings(run),
+        progress=progress,
+    )
+
+
+def image_coverage(splits: Mapping[str, SplitData]) -> float:
+    """Share of tweets over all splits whose image was read; 0 without images."""
+    total = sum(len(s) for s in splits.values())
+    found = sum(int(s.images.has_image.sum()) for s in splits.values() if s.images is not None)
+    return found / total if total else 0.0
+
+
+def build_model_config(
+    run: RunSettings, word_dim: int, label_map: LabelMap, image_dim: int | None
+) -> SMVAEConfig:
+    values = {
+        **run.model,
+        "word_dim": word_dim,
+        "num_labels": len(label_map),
+        "use_mvae": run.method != "smvae-no-mvae",
+        "use_images": run.images.name != "none",
+    }
+    if image_dim is not None:
+        values["image_dim"] = image_dim
+    return SMVAEConfig(**values)
+
+
+def iterate_batches(
+    indices: Sequence[int], batch_size: int, generator: random.Random
+) -> Iterator[list[int]]:
+    order = list(indices)
+    generator.shuffle(order)
+    for first in range(0, len(order), batch_size):
+        yield order[first : first + batch_size]
+
+
+def cycle_batches(
+    indices: Sequence[int], batch_size: int, generator: random.Random
+) -> Iterator[list[int]]:
+    while True:
+        yield from iterate_batches(indices, batch_size, generator)
+
+
+@dataclass
+class Trainer:
+    """State of one run: model, optimiser, data and the random generators."""
+
+    run: RunSettings
+    model: SMVAE
+    splits: dict[str, SplitData]
+    label_map: LabelMap
+    labelled: list[int]
+    unlabelled: list[int]
+    optimizer: torch.optim.Optimizer
+    python_random: random.Random
+    torch_generator: torch.Generator
+
+    def batch(self, split: str, indices: Sequence[int]) -> SpanBatch:
+        config = self.model.config
+        return collate(
+            self.splits[split],
+            indices,
+            self.label_map,
+            config.max_span_len,
+            config.image_dim,
+            config.use_images,
+        )
+
+    @property
+    def weight_lambda(self) -> float:
+        return loss_weight_lambda(len(self.labelled), len(self.unlabelled))
+
+    def forward(self, batch: SpanBatch) -> Any:
+        return self.model(
+            batch.words,
+            batch.word_mask,
+            batch.image,
+            batch.has_image,
+            batch.span_starts,
+            batch.span_ends,
+            batch.span_mask,
+        )
+
+
+def train_step(
+    trainer: Trainer, labelled_ids: list[int], unlabelled_ids: list[int] | None
+) -> dict[str, float]:
+    """One optimiser step on a labelled batch and, when given, an unlabelled batch (Eq. 4)."""
+    model, training = trainer.model, trainer.run.training
+    labelled = trainer.batch("train", labelled_ids)
+    output = trainer.forward(labelled)
+    selected = sample_training_spans(labelled, training.negative_ratio, trainer.torch_generator)
+    l1 = span_cross_entropy(output.logits, labelled.labels, selected)
+    l2 = l3 = None
+    if model.config.use_mvae:
+        l2 = labelled_elbo_loss(
+            model, output, labelled.labels, selected, labelled.image, labelled.has_image
+        )
+        if unlabelled_ids:
+            unlabelled = trainer.batch("train", unlabelled_ids)
+            l3 = unlabelled_elbo_loss(
+                model, trainer.forward(unlabelled), unlabelled.image, unlabelled.has_image
+            )
+    loss = combine_losses(l1, l2, l3, trainer.weight_lambda)
+    trainer.optimizer.zero_grad()
+    loss.total.backward()
+    if training.gradient_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), training.gradient_clip)
+    trainer.optimizer.step()
+    return loss.to_floats()
+
+
+def train_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
+    """Run one epoch; return the mean of each loss term over its steps."""
+    training = trainer.run.training
+    trainer.model.train()
+    unlabelled_batch_size = training.unlabelled_batch_size or training.batch_size
+    unlabelled_batches: list[list[int] | None]
+    if trainer.unlabelled:
+        drawn = list(trainer.unlabelled)
+        if training.unlabelled_per_epoch and training.unlabelled_per_epoch < len(drawn):
+            drawn = trainer.python_random.sample(drawn, training.unlabelled_per_epoch)
+        unlabelled_batches = list(
+            iterate_batches(drawn, unlabelled_batch_size, trainer.python_random)
+        )
+    else:
+        steps = math.ceil(len(trainer.labelled) / training.batch_size)
+        unlabelled_batches = [None] * steps
+    labelled_batches = cycle_batches(trainer.labelled, training.batch_size, trainer.python_random)
+    totals: dict[str, float] = {}
+    for step, unlabelled_ids in enumerate(unlabelled_batches, start=1):
+        values = train_step(trainer, next(labelled_batches), unlabelled_ids)
+        if not math.isfinite(values["loss"]):
+            raise TrainingDivergedError(
+                f"non-finite loss {values['loss']} at epoch {epoch}, batch {step}; "
+                "lower training.learning_rate or set training.gradient_clip"
+            )
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0.0) + value
+    return {name: value / len(unlabelled_batches) for name, value in totals.items()}
+
+
+def predict_spans(
+    model: SMVAE, split: SplitData, label_map: LabelMap, batch_size: int
+) -> list[list[tuple[int, int, str, float]]]:
+    """Decoded entities ``(start, end, type, probability)`` of every tweet, in tweet order."""
+    model.eval()
+    config = model.config
+    predictions: list[list[tuple[int, int, str, float]]] = []
+    with torch.inference_mode():
+        for first in range(0, len(split), batch_size):
+            indices = list(range(first, min(first + batch_size, len(split))))
+            batch = collate(
+                split, indices, label_map, config.max_span_len, config.image_dim, config.use_images
+            )
+            output = model(
+                batch.words,
+                batch.word_mask,
+                batch.image,
+                batch.has_image,
+                batch.span_starts,
+                batch.span_ends,
+                batch.span_mask,
+            )
+            probabilities = output.logits.softmax(-1)  # [B, S, C]
+            decoded = decode_spans(
+                probabilities, batch.span_starts, batch.span_ends, batch.span_mask
+            )
+            for spans in decoded:
+                predictions.append([(s, e, label_map.names[k], p) for s, e, k, p in spans])
+    return predictions
+
+
+def predict_split(trainer: Trainer, split: str) -> list[list[Span]]:
+    """Decoded entity spans of every tweet of a training-run split, in tweet order."""
+    predicted = predict_spans(
+        trainer.model,
+        trainer.splits[split],
+        trainer.label_map,
+        trainer.run.training.eval_batch_size,
+    )
+    return [[(s, e, t) for s, e, t, _ in spans] for spans in predicted]
+
+
+def evaluate(trainer: Trainer, split: str) -> tuple[Scores, Scores]:
+    """Lenient and strict IOB2 entity scores of a split against the gold tags of its file."""
+    predictions = predict_split(trainer, split)
+    tweets = trainer.splits[split].tweets
+    lenient = score_spans([spans_from_tags(t.tags) for t in tweets], predictions, ENTITY_TYPES)
+    strict_gold = [spans_from_tags(t.tags, strict=True) for t in tweets]
+    return lenient, score_spans(strict_gold, predictions, ENTITY_TYPES)
+
+
+def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
+    """Draw the labelled subset and create the model and optimiser, seeded by the run."""
+    seed_everything(run.seed)
+    train_size = len(splits["train"])
+    count = run.labelled_count(train_size)
+    labelled = labelled_subset(
+        train_size, count, run.labelled_seed, get_dataset(run.dataset, run.data_dir).checksum
+    )
+    unlabelled: list[int] = []
+    if run.setting == "semi-supervised":
+        chosen = set(labelled)
+        unlabelled = [i for i in range(train_size) if i not in chosen]
+    label_map = LabelMap(ENTITY_TYPES)
+    images = splits["train"].images
+    image_dim = int(images.pooled.shape[1]) if images is not None else None
+    model = SMVAE(build_model_config(run, splits["train"].words.dim, label_map, image_dim))
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.training.learning_rate)
+    generator = torch.Generator().manual_seed(run.seed)
+    return Trainer(
+        run,
+        model,
+        splits,
+        label_map,
+        labelled,
+        unlabelled,
+        optimizer,
+        random.Random(run.seed),
+        generator,
+    )
+
+
+def check_image_coverage(run: RunSettings, coverage: float) -> None:
+    if run.images.name != "none" and coverage < run.images.min_coverage:
+        raise RuntimeError(
+            f"image coverage {coverage:.3f} is below images.min_coverage="
+            f"{run.images.min_coverage}; put the missing <IMGID>.jpg files into "
+            f"{run.images.image_dir}, lower images.min_coverage, or use images: none"
+        )
+
+
+def fit(trainer: Trainer, on_epoch: EpochCallback | None) -> tuple[list[dict[str, Any]], int]:
+    """Train with early stopping on development F1, then load the state of the best epoch."""
+    training = trainer.run.training
+    best_f1, best_epoch = -1.0, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    epochs: list[dict[str, Any]] = []
+    for epoch in range(1, training.epochs + 1):
+        started = time.perf_counter()
+        losses = train_epoch(trainer, epoch)
+        dev, _ = evaluate(trainer, "valid")
+        row = {
+            "epoch": epoch,
+            "train_loss": losses.get("loss", math.nan),
+            "loss_l1": losses.get("loss_l1", math.nan),
+            "loss_l2": losses.get("loss_l2", math.nan),
+            "loss_l3": losses.get("loss_l3", math.nan),
+            "dev_precision": dev.precision,
+            "dev_recall": dev.recall,
+            "dev_f1": dev.f1,
+            "seconds": time.perf_counter() - started,
+        }
+        epochs.append(row)
+        logger.info(
+            "epoch %d: loss %.4f, dev F1 %.2f (%.1f s)",
+            epoch,
+            row["train_loss"],
+            dev.f1,
+            row["seconds"],
+        )
+        if on_epoch is not None:
+            on_epoch(dict(row))
+        if dev.f1 > best_f1:
+            best_f1, best_epoch = dev.f1, epoch
+            best_state = copy.deepcopy(trainer.model.state_dict())
+        elif epoch - best_epoch >= training.patience:
+            logger.info(
+                "early stop at epoch %d: best dev F1 %.2f at epoch %d", epoch, best_f1, best_epoch
+            )
+            break
+    assert best_state is not None
+    trainer.model.load_state_dict(best_state)
+    return epochs, best_epoch
+
+
+def run_training(
+    settings: Mapping[str, Any] | RunSettings,
+    on_epoch: EpochCallback | None = None,
+    model_dir: str | Path | None = None,
+) -> TrainingResult:
+    """Train SMVAE as the settings say and score it; write a model directory when asked."""
+    run = settings if isinstance(settings, RunSettings) else RunSettings.from_mapping(settings)
+    if run.training.threads:
+        torch.set_num_threads(run.training.threads)
+    started = time.perf_counter()
+    splits = prepare_features(run)
+    coverage = image_coverage(splits)
+    check_image_coverage(run, coverage)
+    trainer = build_trainer(run, splits)
+    logger.info(
+        "training %s on %s: %d labelled, %d unlabelled tweets, lambda %.3f",
+        run.method,
+        run.dataset,
+        len(trainer.labelled),
+        len(trainer.unlabelled),
+        trainer.weight_lambda,
+    )
+    epochs, best_epoch = fit(trainer, on_epoch)
+    dev, _ = evaluate(trainer, "valid")
+    test, test_strict = evaluate(trainer, "test")
+    metrics = {
+        **run_description(run, trainer, coverage),
+        **dev.to_dict("dev_"),
+        **test.to_dict("test_"),
+        "test_strict_precision": test_strict.precision,
+        "test_strict_recall": test_strict.recall,
+        "test_strict_f1": test_strict.f1,
+        "best_epoch": best_epoch,
+        "epochs_run": len(epochs),
+        "train_seconds": time.perf_counter() - started,
+        "device": "cpu",
+    }
+    result = TrainingResult(metrics, epochs, trainer.model)
+    if model_dir is not None:
+        from smvae.model_dir import save_model_dir
+
+        save_model_dir(Path(model_dir), trainer, result)
+    return result
+
+
+def run_description(run: RunSettings, trainer: Trainer, coverage: float) -> dict[str, Any]:
+    """Result-row columns that describe the run rather than its scores."""
+    train_size = len(trainer.splits["train"])
+    return {
+        "method": run.method,
+        "setting": run.setting,
+        "dataset": run.dataset,
+        "dataset_sha256": get_dataset(run.dataset, run.data_dir).checksum,
+        "labelled_count": len(trainer.labelled),
+        "labelled_share": len(trainer.labelled) / train_size,
+        "unlabelled_count": len(trainer.unlabelled),
+        "labelled_seed": run.labelled_seed,
+        "seed": run.seed,
+        "latent_size": trainer.model.config.latent_size if trainer.model.config.use_mvae else None,
+        "encoder": run.encoder.name,
+        "encoder_finetune": run.encoder.finetune,
+        "image_encoder": run.images.name,
+        "images": run.images.name,
+        "image_coverage": coverage,
+    }
