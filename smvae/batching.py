@@ -122,3 +122,22 @@ def sample_training_spans(
     selected = gold.flatten().clone()
     selected[chosen] = True
     return selected.view_as(gold)  # [B, S]
+
+
+def keep_spans(batch: SpanBatch, keep: torch.Tensor) -> SpanBatch:
+    """A batch with only the spans marked in ``keep`` [B, S], packed to the left.
+
+    Training needs the model on a few spans per tweet (the selected ones for L1 and
+    L2, the predicted entities for L3), not on all O(N * max_span_len) candidates.
+    """
+    keep = keep & batch.span_mask  # [B, S]
+    width = max(1, int(keep.sum(dim=1).max()))
+    # A stable sort on "not kept" moves the kept spans to the front in their order.
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]  # [B, K]
+    return dataclasses.replace(
+        batch,
+        span_starts=batch.span_starts.gather(1, order),  # [B, K]
+        span_ends=batch.span_ends.gather(1, order),  # [B, K]
+        span_mask=keep.gather(1, order),  # [B, K]
+        labels=batch.labels.gather(1, order),  # [B, K]
+    )

@@ -213,7 +213,7 @@ def _encode_images(
             pooled[indices] = region_vectors.mean(dim=1).numpy()
             has_image[indices] = 1
             if regions is not None:
-                regions[indices] = region_vectors.numpy().astype(np.float16)
+                regions[indices] = region_vectors.numpy()
 
 
 def build_image_features(
@@ -249,7 +249,7 @@ def build_image_features(
             regions = np.lib.format.open_memmap(
                 temporary / "regions.npy",
                 mode="w+",
-                dtype=np.float16,
+                dtype=np.float32,  # float16 overflows on activations of untrained weights
                 shape=(count, RESNET_REGIONS, settings.channels),
             )
             regions[:] = 0.0

@@ -57,9 +57,11 @@ class SMVAEConfig:
     reconstruction term is too weak against the KL term and the image VAE collapses to
     its prior: on the generated dataset whose entity types only the image reveals
     (``smvae.synthetic``), SMVAE reached test F1 59 with ``"mean"`` and 98 with
-    ``"sum"``, no better than text alone with ``"mean"``. ``detach_predicted_labels`` stops the gradient of L3 at the predicted label
-    distribution. By default (False) L3 trains the classifier too, so that reconstruction
-    can inform the labels of unlabelled spans.
+    ``"sum"``, no better than text alone with ``"mean"``.
+
+    ``detach_predicted_labels`` stops the gradient of L3 at the predicted label
+    distribution. By default (False) L3 trains the classifier too, so that
+    reconstruction can inform the labels of unlabelled spans.
     """
 
     word_dim: int
@@ -516,17 +518,23 @@ def unlabelled_elbo_loss(
     output: SpanOutput,
     image: Tensor,  # [B,Dv]
     has_image: Tensor,  # [B] bool
+    entity_spans: Tensor | None = None,  # [B,S] bool
 ) -> ElboTerms:
     """L3 (Eq. 3): the negative ELBO of the candidate spans predicted as entities.
 
-    A span enters when its argmax label is not "O". The text decoder reads
+    A span enters when its argmax label is not "O", or, when ``entity_spans`` is given,
+    when it is marked there: a trainer may find the predicted entities in a cheaper pass
+    without gradients and run this loss on those spans alone. The text decoder reads
     ``[z^s; softmax(logits)]``; the distribution is detached only with
     ``config.detach_predicted_labels``, so by default L3 also trains the classifier.
     The image terms count once per tweet that has an image and at least one predicted
     entity span (Eq. 3 repeats them per span); reconstruction targets are detached.
     """
-    predicted = output.logits.argmax(dim=-1)  # [B,S]
-    entity_spans = output.span_mask & (predicted != OUTSIDE_LABEL)  # [B,S]
+    if entity_spans is None:
+        predicted = output.logits.argmax(dim=-1)  # [B,S]
+        entity_spans = output.span_mask & (predicted != OUTSIDE_LABEL)  # [B,S]
+    else:
+        entity_spans = entity_spans & output.span_mask  # [B,S]
     probabilities = output.logits[entity_spans].softmax(dim=-1)  # [K,C]
     if model.config.detach_predicted_labels:
         probabilities = probabilities.detach()

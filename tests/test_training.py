@@ -55,7 +55,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_image_signal_beats_text_alone(synthetic_root: Path, cache: Path) -> None:
     # Entity types in this dataset are fixed by the image colour alone, so only a model
     # whose image path carries information can type the entities.
-    training = {"epochs": 20, "patience": 20, "learning_rate": 0.005, "batch_size": 8}
+    training = {"epochs": 25, "patience": 25, "learning_rate": 0.01, "batch_size": 8}
     with_images = run_training(
         settings(synthetic_root, cache, images="efficientnet-lite0", training=training)
     )
