@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "orchestrator.commands.features",
     "orchestrator.commands.train",
     "orchestrator.commands.report",
+    "orchestrator.commands.sweep",
+    "orchestrator.commands.status",
+    "orchestrator.commands.submit",
 )
 
 logger = logging.getLogger("mner")
