@@ -15,13 +15,12 @@ data it is one pass over the labelled tweets.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,11 @@ from smvae.corpus import SplitData, prepare_dataset
 from smvae.datasets import ENTITY_TYPES, data_dir, get_dataset, image_dir
 from smvae.decoding import decode_spans
 from smvae.features import ImageEncoderSettings, TextEncoderSettings, cache_dir
+from smvae.loop import (
+    EpochCallback,
+    check_finite,
+    fit_with_early_stopping,
+)
 from smvae.metrics import Scores, score_spans
 from smvae.model import (
     OUTSIDE_LABEL,
@@ -49,12 +53,6 @@ from smvae.settings import RunSettings
 from smvae.spans import Span, spans_from_tags
 
 logger = logging.getLogger(__name__)
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch and batch."""
 
 
 @dataclass
@@ -255,11 +253,7 @@ def train_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     totals: dict[str, float] = {}
     for step, unlabelled_ids in enumerate(unlabelled_batches, start=1):
         values = train_step(trainer, next(labelled_batches), unlabelled_ids)
-        if not math.isfinite(values["loss"]):
-            raise TrainingDivergedError(
-                f"non-finite loss {values['loss']} at epoch {epoch}, batch {step}; "
-                "lower training.learning_rate or set training.gradient_clip"
-            )
+        check_finite(values["loss"], epoch, step)
         for name, value in values.items():
             totals[name] = totals.get(name, 0.0) + value
     return {name: value / len(unlabelled_batches) for name, value in totals.items()}
@@ -361,44 +355,14 @@ def check_image_coverage(run: RunSettings, coverage: float) -> None:
 def fit(trainer: Trainer, on_epoch: EpochCallback | None) -> tuple[list[dict[str, Any]], int]:
     """Train with early stopping on development F1, then load the state of the best epoch."""
     training = trainer.run.training
-    best_f1, best_epoch = -1.0, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    epochs: list[dict[str, Any]] = []
-    for epoch in range(1, training.epochs + 1):
-        started = time.perf_counter()
-        losses = train_epoch(trainer, epoch)
-        dev, _ = evaluate(trainer, "valid")
-        row = {
-            "epoch": epoch,
-            "train_loss": losses.get("loss", math.nan),
-            "loss_l1": losses.get("loss_l1", math.nan),
-            "loss_l2": losses.get("loss_l2", math.nan),
-            "loss_l3": losses.get("loss_l3", math.nan),
-            "dev_precision": dev.precision,
-            "dev_recall": dev.recall,
-            "dev_f1": dev.f1,
-            "seconds": time.perf_counter() - started,
-        }
-        epochs.append(row)
-        logger.info(
-            "epoch %d: loss %.4f, dev F1 %.2f (%.1f s)",
-            epoch,
-            row["train_loss"],
-            dev.f1,
-            row["seconds"],
-        )
-        if on_epoch is not None:
-            on_epoch(dict(row))
-        if dev.f1 > best_f1:
-            best_f1, best_epoch = dev.f1, epoch
-            best_state = copy.deepcopy(trainer.model.state_dict())
-        elif epoch - best_epoch >= training.patience:
-            logger.info(
-                "early stop at epoch %d: best dev F1 %.2f at epoch %d", epoch, best_f1, best_epoch
-            )
-            break
-    assert best_state is not None
-    trainer.model.load_state_dict(best_state)
+    epochs, best_epoch, _ = fit_with_early_stopping(
+        trainer.model,
+        training.epochs,
+        training.patience,
+        lambda epoch: train_epoch(trainer, epoch),
+        lambda: evaluate(trainer, "valid")[0],
+        on_epoch,
+    )
     return epochs, best_epoch
 
 

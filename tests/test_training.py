@@ -13,10 +13,11 @@ from orchestrator.cli import main as mner
 from smvae.corpus import load_split_tweets
 from smvae.datasets import get_dataset
 from smvae.inference import Predictor, TextInput
+from smvae.loop import TrainingDivergedError
 from smvae.model_dir import load_model_dir
 from smvae.settings import RunSettings
 from smvae.synthetic import generate_dataset
-from smvae.train import TrainingDivergedError, labelled_subset, predict_split, run_training
+from smvae.train import labelled_subset, predict_split, run_training
 
 pytestmark = pytest.mark.slow
 
