@@ -37,12 +37,15 @@ RUN_ONLY_IMAGE_KEYS = ("image_dir", "weights")
 RUN_ONLY_TRAINING_KEYS = ("threads",)
 
 
-def labelled_count(dataset: str, labelled: int | float | str) -> int:
+def labelled_count(
+    dataset: str, labelled: int | float | str, data_dir: str | None = None
+) -> int:
     """Resolve a labelled size to a tweet count of the dataset's training split.
 
     A share is rounded to the nearest count (at least 1); ``"all"`` is the whole split.
+    ``data_dir`` locates a dataset that is registered by a manifest in that folder.
     """
-    train_tweets = get_dataset(dataset).split("train").tweets
+    train_tweets = get_dataset(dataset, data_dir).split("train").tweets
     if labelled == "all":
         return train_tweets
     if isinstance(labelled, float):
@@ -114,9 +117,12 @@ def key_material(trial: dict[str, Any]) -> dict[str, Any]:
         material.get("images", {}).pop(key, None)
     for key in RUN_ONLY_TRAINING_KEYS:
         material.get("training", {}).pop(key, None)
-    material["dataset_sha256"] = get_dataset(trial["dataset"]).checksum
+    data_dir = trial.get("data_dir")
+    material["dataset_sha256"] = get_dataset(trial["dataset"], data_dir).checksum
     # A share, "all" and a count that resolve to the same number are the same trial.
-    material["labelled_count"] = labelled_count(trial["dataset"], material.pop("labelled"))
+    material["labelled_count"] = labelled_count(
+        trial["dataset"], material.pop("labelled"), data_dir
+    )
     material["code_version"] = CODE_VERSION
     return material
 

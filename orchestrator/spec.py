@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from orchestrator.methods import SETTINGS, get_method, known_methods, register_method
-from smvae.datasets import DATASETS
+from smvae.datasets import get_dataset
 from smvae.settings import IMAGE_POLICIES, apply_overrides
 
 POOLINGS = ("first", "mean")
@@ -168,7 +168,7 @@ class SweepSpec:
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
             raise _fail("name", "a non-empty string without '/'", self.name)
         _check_names("methods", self.methods, known_methods())
-        _check_names("datasets", self.datasets, sorted(DATASETS))
+        _check_datasets(self.datasets, self.data_dir)
         _check_int_list("seeds", self.seeds, minimum=0)
         if self.labelled_seeds is not None:
             _check_int_list("labelled_seeds", self.labelled_seeds, minimum=0)
@@ -229,6 +229,19 @@ SPEC_KEYS = [
     "run_dir",
     "extra_methods",
 ]
+
+
+def _check_datasets(values: list[Any], data_dir: str | None) -> None:
+    """Every dataset must be built in or described by a manifest under the data dir."""
+    if not isinstance(values, list) or not values:
+        raise _fail("datasets", "a non-empty list of dataset names", values)
+    for index, name in enumerate(values):
+        if not isinstance(name, str):
+            raise _fail(f"datasets[{index}]", "a dataset name", name)
+        try:
+            get_dataset(name, data_dir)
+        except KeyError as error:
+            raise SpecError(f"invalid spec: datasets[{index}]: {error.args[0]}") from None
 
 
 def _check_names(path: str, values: list[Any], known: list[str]) -> None:

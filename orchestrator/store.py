@@ -159,8 +159,9 @@ def result_row(
     ``git_dirty``, ``package_versions`` and ``device``. Metrics outside the schema are
     dropped (the full trial config is kept in ``config_json``).
     """
-    train_tweets = get_dataset(trial["dataset"]).split("train").tweets
-    count = labelled_count(trial["dataset"], trial["labelled"])
+    dataset = get_dataset(trial["dataset"], trial.get("data_dir"))
+    train_tweets = dataset.split("train").tweets
+    count = labelled_count(trial["dataset"], trial["labelled"], trial.get("data_dir"))
     latent = trial.get("latent_size", trial.get("model", {}).get("latent_size"))
     row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA.names)
     row.update(
@@ -169,7 +170,7 @@ def result_row(
         method=trial["method"],
         setting=trial["setting"],
         dataset=trial["dataset"],
-        dataset_sha256=get_dataset(trial["dataset"]).checksum,
+        dataset_sha256=dataset.checksum,
         labelled_count=count,
         labelled_share=count / train_tweets,
         labelled_seed=trial["labelled_seed"],
