@@ -83,6 +83,26 @@ _REGISTRY: dict[str, MethodInfo] = {
     "smvae-no-mvae": MethodInfo("smvae-no-mvae", _SMVAE_TRAIN, prepare=_SMVAE_PREPARE),
 }
 
+# Text baselines. Their prepare step builds the text features alone: they never read images.
+_BASELINE_TRAIN = "baselines.train:run_training"
+_BASELINE_PREPARE = "baselines.train:prepare_features"
+# Taggers trained on labelled tweets alone: the supervised table (Zhou et al., 2022, table 3).
+_REGISTRY.update(
+    {
+        name: MethodInfo(name, _BASELINE_TRAIN, settings=(SUPERVISED,), prepare=_BASELINE_PREPARE)
+        for name in ("bert", "bert-crf", "bert-bilstm-crf")
+    }
+)
+# BiLSTM-CRF plus a semi-supervised strategy: the semi-supervised table (table 2).
+_REGISTRY.update(
+    {
+        name: MethodInfo(
+            name, _BASELINE_TRAIN, settings=(SEMI_SUPERVISED,), prepare=_BASELINE_PREPARE
+        )
+        for name in ("st", "em", "seqvat")
+    }
+)
+
 
 def register_method(
     name: str,

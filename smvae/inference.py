@@ -3,6 +3,11 @@
 Raw text is split on whitespace, as the tweets of the datasets are; each entity comes
 back with its word indices and the character offsets of its first and last word in
 the input string.
+
+An entity's ``score`` depends on the model: SMVAE gives the classifier probability of
+the span, a CRF tagger the probability of the tweet's whole decoded tag sequence (the
+same for every entity of the tweet), and the softmax tagger the product of the
+entity's word-tag probabilities (see ``baselines.train.predict_tagger_spans``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from smvae.image_features import (
     load_image,
 )
 from smvae.metrics import score_spans
+from smvae.model import SMVAE
 from smvae.model_dir import LoadedModel
 from smvae.spans import spans_from_tags, tags_from_spans
 from smvae.train import predict_spans
@@ -46,6 +52,17 @@ from smvae.train import predict_spans
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 32
+
+
+def predict_entities(
+    loaded: LoadedModel, split: SplitData, batch_size: int = EVAL_BATCH_SIZE
+) -> list[list[tuple[int, int, str, float]]]:
+    """Decode entities ``(start, end, type, score)`` of every tweet with a model of any method."""
+    if isinstance(loaded.model, SMVAE):
+        return predict_spans(loaded.model, split, loaded.label_map, batch_size)
+    from baselines.train import predict_tagger_spans
+
+    return predict_tagger_spans(loaded.model, split, batch_size)
 
 
 class InMemoryWordVectors(WordVectors):
@@ -94,7 +111,7 @@ def evaluate_file(
     name = known.get(sha256, f"file-{data_file.stem}")
     words = build_text_features(dataset.name, name, sha256, tweets, loaded.text, root)
     images = None
-    if loaded.model.config.use_images:
+    if loaded.uses_images:
         folder = image_dir or loaded.run.images.image_dir
         weights = image_weights or loaded.run.images.weights
         if folder and (weights or loaded.run.images.name != "resnet152"):
@@ -105,7 +122,7 @@ def evaluate_file(
                 "no image folder or weights given: every tweet uses the text expert alone"
             )
     split = SplitData(name, data_file, sha256, tweets, words, images)
-    predicted = predict_spans(loaded.model, split, loaded.label_map, EVAL_BATCH_SIZE)
+    predicted = predict_entities(loaded, split)
     predicted_spans = [[(s, e, t) for s, e, t, _ in spans] for spans in predicted]
     lenient = score_spans([spans_from_tags(t.tags) for t in tweets], predicted_spans, ENTITY_TYPES)
     strict_gold = [spans_from_tags(t.tags, strict=True) for t in tweets]
@@ -162,7 +179,7 @@ class Predictor:
         self._trunk: torch.nn.Module | None = None
 
     def _image_vector(self, path: str | None) -> np.ndarray | None:
-        if path is None or not self.loaded.model.config.use_images:
+        if path is None or not self.loaded.uses_images:
             return None
         if self._trunk is None:
             name = self.loaded.run.images.name
@@ -194,9 +211,7 @@ class Predictor:
             tweets, self.tokenizer, self.encoder, self.loaded.text
         ):
             vectors[index] = word_vectors
-        pooled = np.zeros(
-            (len(tweets), self.loaded.model.config.image_dim or RESNET_CHANNELS), dtype=np.float32
-        )
+        pooled = np.zeros((len(tweets), self.loaded.image_dim or RESNET_CHANNELS), dtype=np.float32)
         has_image = np.zeros(len(tweets), dtype=np.uint8)
         for index, item in enumerate(inputs):
             vector = self._image_vector(item.image)
@@ -210,7 +225,7 @@ class Predictor:
             InMemoryWordVectors(vectors, encoder_hidden_size(self.encoder)),
             InMemoryImageFeatures(pooled, has_image),
         )
-        predicted = predict_spans(self.loaded.model, split, self.loaded.label_map, EVAL_BATCH_SIZE)
+        predicted = predict_entities(self.loaded, split)
         records = []
         for item, (_, offsets), spans in zip(inputs, tokenised, predicted, strict=True):
             entities = [

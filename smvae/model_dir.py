@@ -1,9 +1,12 @@
-"""Model directories: everything needed to reload a trained SMVAE and say what it is.
+"""Model directories: everything needed to reload a trained model and say what it is.
+
+The model is SMVAE or one of the text baselines' taggers (``baselines.taggers``);
+``config.json`` records the method, which decides the model class on loading.
 
 Layout::
 
     model.safetensors        weights (safetensors, no pickled code)
-    config.json              SMVAEConfig and the full run settings
+    config.json              method, model config (SMVAEConfig or TaggerConfig), run settings
     labels.json              span label names, index 0 is O
     encoder.json             text encoder name, resolved path, identity hash, pooling
     dataset.json             dataset name, release checksum, split checksums
@@ -16,19 +19,22 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from smvae.batching import LabelMap
 from smvae.datasets import get_dataset
 from smvae.features import TextEncoderSettings, encoder_identity, resolve_encoder_path
 from smvae.model import SMVAE, SMVAEConfig
-from smvae.settings import RunSettings
+from smvae.settings import SMVAE_METHODS, RunSettings
 
 if TYPE_CHECKING:
+    from baselines.taggers import Tagger
     from smvae.train import Trainer, TrainingResult
 
 FORMAT_VERSION = 1
@@ -39,11 +45,21 @@ WEIGHTS_FILE = "model.safetensors"
 class LoadedModel:
     """A model read back from its directory, with what is needed to feed it."""
 
-    model: SMVAE
+    model: SMVAE | Tagger
     run: RunSettings
     label_map: LabelMap
     text: TextEncoderSettings
     folder: Path
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the model reads an image feature (SMVAE with images; never a tagger)."""
+        return isinstance(self.model, SMVAE) and self.model.config.use_images
+
+    @property
+    def image_dim(self) -> int | None:
+        """Size of the pooled image feature the model reads, None when it reads none."""
+        return self.model.config.image_dim if isinstance(self.model, SMVAE) else None
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -51,20 +67,47 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def save_model_dir(folder: Path, trainer: Trainer, result: TrainingResult) -> None:
-    """Write the trained model, its settings and its scores into ``folder``."""
+    """Write the trained SMVAE, its settings and its scores into ``folder``."""
+    write_model_dir(
+        folder,
+        trainer.run,
+        trainer.model,
+        trainer.model.config.to_dict(),
+        trainer.label_map,
+        {name: split.sha256 for name, split in trainer.splits.items()},
+        trainer.labelled,
+        result,
+    )
+
+
+def write_model_dir(
+    folder: Path,
+    run: RunSettings,
+    model: nn.Module,
+    model_config: Mapping[str, Any],
+    label_map: LabelMap,
+    split_checksums: Mapping[str, str],
+    labelled: Sequence[int],
+    result: TrainingResult,
+) -> None:
+    """Write a trained model of any method with the files listed in the module docstring.
+
+    ``model_config`` is the config that rebuilds ``model`` (SMVAEConfig or TaggerConfig
+    values) and ``labelled`` the training-split indices of the labelled tweets.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    run = trainer.run
-    state = {name: tensor.contiguous() for name, tensor in trainer.model.state_dict().items()}
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
     _write_json(
         folder / "config.json",
         {
             "format_version": FORMAT_VERSION,
-            "model": trainer.model.config.to_dict(),
+            "method": run.method,
+            "model": dict(model_config),
             "run": run.to_dict(),
         },
     )
-    _write_json(folder / "labels.json", trainer.label_map.names)
+    _write_json(folder / "labels.json", label_map.names)
     _write_json(
         folder / "encoder.json",
         {
@@ -80,10 +123,10 @@ def save_model_dir(folder: Path, trainer: Trainer, result: TrainingResult) -> No
         {
             "name": run.dataset,
             "checksum": get_dataset(run.dataset, run.data_dir).checksum,
-            "splits": {name: split.sha256 for name, split in trainer.splits.items()},
+            "splits": dict(split_checksums),
         },
     )
-    _write_json(folder / "labelled_indices.json", trainer.labelled)
+    _write_json(folder / "labelled_indices.json", list(labelled))
     _write_json(folder / "metrics.json", result.metrics)
     if result.epochs:
         with open(folder / "epochs.csv", "w", newline="") as handle:
@@ -92,8 +135,18 @@ def save_model_dir(folder: Path, trainer: Trainer, result: TrainingResult) -> No
             writer.writerows(result.epochs)
 
 
+def build_model(method: str, model_config: Mapping[str, Any]) -> SMVAE | Tagger:
+    """Create the untrained model of ``method`` from the config values of its directory."""
+    if method in SMVAE_METHODS:
+        return SMVAE(SMVAEConfig.from_dict(dict(model_config)))
+    # Imported here so that loading an SMVAE directory never imports the baselines package.
+    from baselines.taggers import TaggerConfig, build_tagger
+
+    return build_tagger(TaggerConfig(**model_config))
+
+
 def load_model_dir(folder: str | Path) -> LoadedModel:
-    """Read a model directory written by :func:`save_model_dir`."""
+    """Read a model directory written by :func:`write_model_dir` (SMVAE or a tagger)."""
     folder = Path(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
@@ -106,10 +159,11 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
             f"{folder / 'config.json'}: format_version {config.get('format_version')!r} "
             f"is not supported (expected {FORMAT_VERSION})"
         )
-    model = SMVAE(SMVAEConfig.from_dict(config["model"]))
+    run = RunSettings.from_mapping(config["run"])
+    # Directories written before ``method`` was recorded at the top level take it from the run.
+    model = build_model(config.get("method", run.method), config["model"])
     model.load_state_dict(load_file(str(weights)))
     model.eval()
-    run = RunSettings.from_mapping(config["run"])
     label_map = LabelMap(json.loads((folder / "labels.json").read_text())[1:])
     encoder = json.loads((folder / "encoder.json").read_text())
     text = TextEncoderSettings(encoder["name"], encoder["pooling"], encoder["max_length"])

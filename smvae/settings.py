@@ -1,4 +1,6 @@
-"""Settings of one SMVAE training run, read from a nested mapping (YAML or a sweep trial).
+"""Settings of one training run (SMVAE or a text baseline), read from a nested mapping.
+
+The mapping comes from a YAML file or a sweep trial.
 
 Defaults are the paper's where the paper gives a value (hidden 768, latent 100,
 learning rate 1e-5, batch 8, at most 100 epochs, early stopping with patience 10, 100
@@ -16,7 +18,17 @@ from typing import Any, TypeVar
 
 from smvae.datasets import get_dataset
 
-METHODS = ("smvae", "smvae-no-mvae")
+SMVAE_METHODS = ("smvae", "smvae-no-mvae")
+# Text baselines trained on the labelled tweets alone (BERT, BERT-CRF, BERT-BiLSTM-CRF).
+TAGGER_METHODS = ("bert", "bert-crf", "bert-bilstm-crf")
+# BiLSTM-CRF tagger plus a semi-supervised strategy, mapped to its settings dataclass in
+# baselines.strategies.
+STRATEGY_CONFIGS = {
+    "st": "SelfTrainingConfig",
+    "em": "EntropyMinimizationConfig",
+    "seqvat": "SeqVATConfig",
+}
+METHODS = SMVAE_METHODS + TAGGER_METHODS + tuple(STRATEGY_CONFIGS)
 SETTINGS = ("supervised", "semi-supervised")
 IMAGE_POLICIES = ("none", "resnet152", "efficientnet-lite0")
 
@@ -108,7 +120,8 @@ class RunSettings:
     labelled: int | float | str = 100  # a count, a share in (0, 1], or "all"
     labelled_seed: int = 0
     seed: int = 0
-    model: dict[str, Any] = field(default_factory=dict)  # SMVAEConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # SMVAEConfig or TaggerConfig fields
+    strategy: dict[str, Any] = field(default_factory=dict)  # fields of the strategy's config
     training: TrainingConfig = field(default_factory=TrainingConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
@@ -124,6 +137,8 @@ class RunSettings:
             raise ValueError(error.args[0]) from None
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
+        self._check_method_setting()
+        self.strategy = self._resolve_strategy()
         labelled = self.labelled
         valid = (
             labelled == "all"
@@ -134,6 +149,44 @@ class RunSettings:
             raise ValueError(
                 f"labelled must be a count >= 1, a share in (0, 1] or 'all', got {labelled!r}"
             )
+
+    def _check_method_setting(self) -> None:
+        if self.method in TAGGER_METHODS and self.setting != "supervised":
+            raise ValueError(
+                f"method {self.method} trains on labelled tweets only; use setting: supervised "
+                "(labelled: sets how many), or st, em or seqvat for the semi-supervised setting"
+            )
+        if self.method in STRATEGY_CONFIGS and self.setting != "semi-supervised":
+            raise ValueError(
+                f"method {self.method} needs unlabelled tweets; use setting: semi-supervised"
+            )
+
+    def _resolve_strategy(self) -> dict[str, Any]:
+        """Validate ``strategy`` against the method's config and fill in its defaults."""
+        if self.strategy is not None and not isinstance(self.strategy, Mapping):
+            raise ValueError(f"strategy must be a mapping of settings, got {self.strategy!r}")
+        if self.method not in STRATEGY_CONFIGS:
+            if self.strategy:
+                raise ValueError(
+                    f"method {self.method} has no semi-supervised strategy, but strategy "
+                    f"settings were given: {sorted(self.strategy)}"
+                )
+            return {}
+        # Imported here because baselines.strategies imports torch, and specs are
+        # validated without it.
+        from baselines import strategies
+
+        config_class = getattr(strategies, STRATEGY_CONFIGS[self.method])
+        config = build_dataclass(config_class, self.strategy, "strategy")
+        return dict(config.to_dict())
+
+    def strategy_config(self) -> Any:
+        """Build the strategy's config (SelfTrainingConfig ...); return None for other methods."""
+        if self.method not in STRATEGY_CONFIGS:
+            return None
+        from baselines import strategies
+
+        return getattr(strategies, STRATEGY_CONFIGS[self.method])(**self.strategy)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunSettings:

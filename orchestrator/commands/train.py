@@ -51,10 +51,12 @@ def load_config(path: str, overrides: list[str]) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from orchestrator.methods import get_method, import_function
     from smvae.settings import RunSettings
-    from smvae.train import run_training
 
     run = RunSettings.from_mapping(load_config(args.config, args.overrides))
+    # The registry names each method's training function (SMVAE or a baseline).
+    run_training = import_function(get_method(run.method).target)
     progress = tqdm(total=run.training.epochs, desc="epochs", unit="epoch", file=sys.stderr)
 
     def on_epoch(row: dict[str, Any]) -> None:
