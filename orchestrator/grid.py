@@ -37,9 +37,7 @@ RUN_ONLY_IMAGE_KEYS = ("image_dir", "weights")
 RUN_ONLY_TRAINING_KEYS = ("threads",)
 
 
-def labelled_count(
-    dataset: str, labelled: int | float | str, data_dir: str | None = None
-) -> int:
+def labelled_count(dataset: str, labelled: int | float | str, data_dir: str | None = None) -> int:
     """Resolve a labelled size to a tweet count of the dataset's training split.
 
     A share is rounded to the nearest count (at least 1); ``"all"`` is the whole split.

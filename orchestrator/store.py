@@ -143,6 +143,9 @@ def trial_log_path(run_dir: str | Path, key: str) -> Path:
     return trial_dir(run_dir, key) / TRIAL_LOG_FILE
 
 
+DESCRIPTION_COLUMNS = ("latent_size", "images", "image_encoder")
+
+
 def result_row(
     trial: Mapping[str, Any],
     *,
@@ -192,6 +195,11 @@ def result_row(
     for name, value in (metrics or {}).items():
         if name in METRIC_COLUMNS and value is not None:
             row[name] = value
+    # What the method reports it used beats what the trial requested: a text-only
+    # baseline reads no images and has no latent size, whatever the spec shares.
+    for name in DESCRIPTION_COLUMNS:
+        if metrics is not None and name in metrics:
+            row[name] = metrics[name]
     return row
 
 

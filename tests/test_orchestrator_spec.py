@@ -401,3 +401,21 @@ def test_submit_runtime_env_carries_spec(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(SPEC_ENV, runtime_env["env_vars"][SPEC_ENV])
     assert read_spec(f"env:{SPEC_ENV}", []) == spec
     assert yaml.safe_load(runtime_env["env_vars"][SPEC_ENV])["training"] == {"epochs": 2}
+
+
+def test_result_row_takes_method_description() -> None:
+    spec = parse_spec(
+        {**BASE, "methods": ["seqvat"], "setting": "semi-supervised", "images": "resnet152"}
+        | {"model": {"latent_size": 100}}
+    )
+    trial = expand_grid(spec)[0]
+    metrics = {"test_f1": 40.0, "latent_size": None, "images": "none", "image_encoder": "none"}
+
+    row = store.result_row(
+        trial, key="k", experiment="unit", status=store.FINISHED, run_info=RUN_INFO, metrics=metrics
+    )
+
+    assert row["latent_size"] is None
+    assert row["images"] == "none"
+    assert row["image_encoder"] == "none"
+    assert row["test_f1"] == 40.0
