@@ -52,6 +52,7 @@ from smvae.datasets import ENTITY_TYPES, get_dataset
 from smvae.loop import EpochCallback, check_finite, fit_with_early_stopping
 from smvae.metrics import Scores, score_spans
 from smvae.model import SMVAEConfig
+from smvae.model_dir import write_model_dir
 from smvae.settings import ImagesConfig, RunSettings
 from smvae.spans import OUTSIDE_TAG, spans_from_tags
 from smvae.train import (
@@ -494,7 +495,6 @@ def run_training(
 
 def save_tagger_dir(folder: Path, trainer: TaggerTrainer, result: TrainingResult) -> None:
     """Write the trained tagger, its settings and its scores as a model directory."""
-    from smvae.model_dir import write_model_dir
 
     write_model_dir(
         folder,

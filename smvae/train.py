@@ -49,6 +49,7 @@ from smvae.model import (
     span_cross_entropy,
     unlabelled_elbo_loss,
 )
+from smvae.model_dir import save_model_dir
 from smvae.settings import RunSettings
 from smvae.spans import Span, spans_from_tags
 
@@ -405,8 +406,6 @@ def run_training(
     }
     result = TrainingResult(metrics, epochs, trainer.model)
     if model_dir is not None:
-        from smvae.model_dir import save_model_dir
-
         save_model_dir(Path(model_dir), trainer, result)
     return result
 
