@@ -28,7 +28,7 @@ IGNORE_LABEL = -100  # the ignore_index convention of torch.nn.functional.cross_
 
 @dataclass
 class SpanBatch:
-    """Tensors for one batch; ``labels`` holds label ids of candidate spans (0 = O)."""
+    """Tensors for one batch. ``labels`` contains the label id of each candidate span (0 = O)."""
 
     indices: list[int]  # tweet indices in the split
     words: torch.Tensor  # [B, N, Dw]
@@ -113,9 +113,9 @@ def sample_training_spans(
     """
     gold = (batch.labels > 0) & batch.span_mask  # [B, S]
     outside = (batch.labels == 0) & batch.span_mask  # [B, S]
-    wanted = max(1, round(negative_ratio * int(gold.sum())))
+    requested = max(1, round(negative_ratio * int(gold.sum())))
     outside_positions = outside.flatten().nonzero().squeeze(1)  # [O]
-    count = min(wanted, outside_positions.numel())
+    count = min(requested, outside_positions.numel())
     chosen = outside_positions[
         torch.randperm(outside_positions.numel(), generator=generator)[:count]
     ]
@@ -125,7 +125,7 @@ def sample_training_spans(
 
 
 def keep_spans(batch: SpanBatch, keep: torch.Tensor) -> SpanBatch:
-    """A batch with only the spans marked in ``keep`` [B, S], packed to the left.
+    """Return a batch with only the spans marked in ``keep`` [B, S], packed to the left.
 
     Training needs the model on a few spans per tweet (the selected ones for L1 and
     L2, the predicted entities for L3), not on all O(N * max_span_len) candidates.

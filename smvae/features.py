@@ -74,7 +74,7 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class TextEncoderSettings:
-    """Which text encoder produces word vectors, and how."""
+    """Text encoder settings: model, word pooling, piece limit and batch size."""
 
     name: str = DEFAULT_ENCODER
     pooling: str = "first"
@@ -92,7 +92,7 @@ class TextEncoderSettings:
 
 @dataclass(frozen=True)
 class ImageEncoderSettings:
-    """Which image network produces image features, from which weights and folder.
+    """Image encoder settings: network, weights, image folder and region output.
 
     ``resnet152`` (the paper's): ``weights`` is a path to a state-dict file for
     torchvision's ResNet-152, a torchvision weights name such as ``IMAGENET1K_V2``
@@ -134,7 +134,7 @@ def resolve_encoder_path(name: str) -> str:
 
 
 def _local_model_folder(name: str) -> Path:
-    """Folder that holds the encoder's files: a local path, or the hub snapshot."""
+    """Return the folder that contains the encoder's files: a local path or the hub snapshot."""
     path = Path(resolve_encoder_path(name))
     if path.is_dir():
         return path

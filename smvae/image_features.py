@@ -99,7 +99,7 @@ def build_efficientnet_lite0_trunk(weights: str | None) -> nn.Module:
 
 
 def build_image_trunk(settings: ImageEncoderSettings) -> nn.Module:
-    """The image network named by the settings, without pooling and classifier."""
+    """Build the image network named by the settings, without pooling and classifier."""
     if settings.name == "efficientnet-lite0":
         return build_efficientnet_lite0_trunk(settings.weights)
     assert settings.weights is not None

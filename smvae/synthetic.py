@@ -1,7 +1,7 @@
 """A small generated dataset in the Twitter IMGID/CoNLL format, with a planted image signal.
 
 Each tweet mentions made-up names in a few fixed templates. Whether a mention is a
-person or a location cannot be told from the words: every name appears with both
+person or a location cannot be inferred from the words: every name appears with both
 types equally often. The type is fixed by the tweet's image instead, a flat colour
 (red for PER, blue for LOC). A model that reads the image can get the types right; a
 text-only model can find the boundaries but must guess the type. Tests and smoke

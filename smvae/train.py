@@ -191,7 +191,7 @@ class Trainer:
 def train_step(
     trainer: Trainer, labelled_ids: list[int], unlabelled_ids: list[int] | None
 ) -> dict[str, float]:
-    """One optimiser step on a labelled batch and, when given, an unlabelled batch (Eq. 4).
+    """Take one optimiser step on a labelled batch and, when given, an unlabelled batch (Eq. 4).
 
     The model runs on the spans each loss needs: the selected spans of the labelled
     batch (L1, L2) and the predicted entity spans of the unlabelled batch (L3), which a
@@ -372,7 +372,7 @@ def run_training(
     on_epoch: EpochCallback | None = None,
     model_dir: str | Path | None = None,
 ) -> TrainingResult:
-    """Train SMVAE as the settings say and score it; write a model directory when asked."""
+    """Train SMVAE with the given settings, score it, and write a model directory if requested."""
     run = settings if isinstance(settings, RunSettings) else RunSettings.from_mapping(settings)
     if run.training.threads:
         torch.set_num_threads(run.training.threads)
