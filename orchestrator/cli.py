@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         return int(args.handler(args))
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as error:
         # Expected failures (bad input, missing files) end with one readable line;
         # -vv shows the traceback.
         logger.debug("command failed", exc_info=True)

@@ -31,7 +31,7 @@ import yaml
 
 from orchestrator.methods import SETTINGS, get_method, known_methods, register_method
 from smvae.datasets import get_dataset
-from smvae.settings import IMAGE_POLICIES, apply_overrides
+from smvae.settings import IMAGE_POLICIES, apply_overrides, load_yaml
 
 POOLINGS = ("first", "mean")
 AUTO = "auto"
@@ -401,7 +401,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"spec file not found: {path}")
-    values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    values = load_yaml(path)
     if not isinstance(values, Mapping):
         raise SpecError(f"invalid spec {path}: expected a YAML mapping at the top level")
     return parse_spec(values, overrides)

@@ -83,6 +83,11 @@ def job_runtime_env(spec: SweepSpec, root: Path | None = None) -> dict[str, Any]
     }
 
 
+# How long a submission waits for the job agent of a freshly started head.
+AGENT_WAIT_S = 120.0
+NO_AGENT_MESSAGE = "No available agent to submit job"
+
+
 def submit_sweep(spec: SweepSpec, address: str, root: Path | None = None) -> Submission:
     """Submit ``spec`` as a Ray Job to the job server at ``address`` (``http://HOST:8265``)."""
     from ray.job_submission import JobSubmissionClient
@@ -94,7 +99,21 @@ def submit_sweep(spec: SweepSpec, address: str, root: Path | None = None) -> Sub
             spec.resolved_run_dir(),
         )
     client = JobSubmissionClient(address)
-    job_id = client.submit_job(entrypoint=job_entrypoint(), runtime_env=job_runtime_env(spec, root))
+    runtime_env = job_runtime_env(spec, root)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    attempt = 1
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=job_entrypoint(), runtime_env=runtime_env)
+            break
+        except RuntimeError as error:
+            # A head that has just started answers HTTP 500 "No available agent to submit
+            # job" until its job agent is up; anything else is a real failure.
+            if NO_AGENT_MESSAGE not in str(error) or time.monotonic() > deadline:
+                raise
+            logger.info("job agent of %s not ready (attempt %d); retrying", address, attempt)
+            attempt += 1
+            time.sleep(JOB_POLL_INTERVAL_S)
     logger.info("submitted sweep %s as job %s to %s", spec.name, job_id, address)
     return Submission(job_id, address)
 

@@ -45,7 +45,7 @@ from orchestrator.provenance import (
     package_versions_json,
     utc_now,
 )
-from orchestrator.spec import AUTO, SweepSpec, dump_spec
+from orchestrator.spec import AUTO, SpecError, SweepSpec, dump_spec
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +227,21 @@ def resolve_paths(spec: SweepSpec) -> SweepSpec:
     )
 
 
+def validate_trials(trials: list[dict[str, Any]]) -> None:
+    """Check every trial's settings as its training run will, before Ray starts.
+
+    A bad value in ``model``, ``training`` or ``encoder`` then fails the dry run and
+    the sweep at once, naming the setting, instead of failing every trial later.
+    """
+    from smvae.settings import RunSettings
+
+    for trial in trials:
+        try:
+            RunSettings.from_mapping(trial)
+        except (ValueError, NotImplementedError) as error:
+            raise SpecError(f"invalid spec for trial {describe_trial(trial)}: {error}") from None
+
+
 def run_sweep(
     spec: SweepSpec,
     address: str | None = None,
@@ -243,7 +258,9 @@ def run_sweep(
     ``dry_run_text``. ``progress`` receives one line per finished trial.
     """
     started = time.perf_counter()
-    keyed = [(trial_key(trial), trial) for trial in expand_grid(spec)]
+    trials = expand_grid(spec)
+    validate_trials(trials)
+    keyed = [(trial_key(trial), trial) for trial in trials]
     run_dir = spec.resolved_run_dir()
     finished = store.finished_keys(run_dir) if resume else set()
     summary = SweepSummary(run_dir, len(keyed), sum(key in finished for key, _ in keyed))

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 IMGID_PREFIX = "IMGID:"
 OUTSIDE_TAG = "O"
+MAX_VALUE_CHARS = 200  # longer offending values are cut in error messages
 
 
 class DataFormatError(ValueError):
@@ -38,7 +39,8 @@ class DataFormatError(ValueError):
         self.path = str(path)
         self.line = line
         self.value = value
-        super().__init__(f"{self.path}:{line}: {problem}: {value!r}. {fix}")
+        shown = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "..."
+        super().__init__(f"{self.path}:{line}: {problem}: {shown!r}. {fix}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,18 @@ def read_tweets(
     known_types = tuple(entity_types)
     allowed = ", ".join(["O"] + [f"{p}-{t}" for t in known_types for p in "BI"])
     alias_text = "".join(f", {p}-{a}" for a in aliases for p in "BI")
-    text = path.read_bytes().decode("utf-8-sig")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_number = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(
+            path,
+            line_number,
+            repr(data[error.start : error.start + 4]),
+            f"invalid UTF-8 ({error.reason})",
+            "Convert the file to UTF-8.",
+        ) from None
 
     tweets: list[Tweet] = []
     first_line_of: dict[str, int] = {}
@@ -171,5 +184,9 @@ def read_tweets(
         words.append(word)
         tags.append(normalised)
     close_tweet()
+    if not tweets:
+        raise DataFormatError(
+            path, 1, "", "no tweets", "An annotation file needs at least one IMGID line."
+        )
     logger.debug("read %d tweets from %s", len(tweets), path)
     return tweets

@@ -63,7 +63,7 @@ def download_dataset(
         DownloadError: an HTTP error status, a connection failure, a truncated body,
             a checksum mismatch, or a present file with a wrong checksum without ``force``.
     """
-    info = get_dataset(dataset)
+    info = get_dataset(dataset, root)
     folder = Path(root) / info.name
     folder.mkdir(parents=True, exist_ok=True)
     paths = [

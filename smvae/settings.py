@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from smvae.datasets import get_dataset
@@ -35,16 +36,51 @@ IMAGE_POLICIES = ("none", "resnet152", "efficientnet-lite0")
 T = TypeVar("T")
 
 
+# Names of the plain types a setting may declare, and a test for each; settings parsed
+# from YAML or key=value overrides arrive as whatever YAML made of them.
+_TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": (
+        "a number",
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    ),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "None": ("null", lambda v: v is None),
+    "dict[str, Any]": ("a mapping", lambda v: isinstance(v, dict)),
+}
+
+
+def check_setting_type(where: str, annotation: str, value: Any) -> None:
+    """Raise ValueError naming the setting when ``value`` does not match its annotation.
+
+    ``annotation`` is the field's annotation as written (``int | None``); parts that are
+    not plain types (nested dataclasses) are not checked here.
+    """
+    parts = [part.strip() for part in annotation.split("|")]
+    checks = [_TYPE_CHECKS[part] for part in parts if part in _TYPE_CHECKS]
+    if len(checks) < len(parts) or any(test(value) for _, test in checks):
+        return
+    expected = " or ".join(description for description, _ in checks)
+    raise ValueError(f"invalid setting {where}: expected {expected}, got {value!r}")
+
+
 def build_dataclass(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
-    """Create ``cls`` from a mapping; an unknown key raises an error that lists the known ones."""
+    """Create ``cls`` from a mapping; an unknown key or a value of the wrong type raises."""
+    if values is not None and not isinstance(values, Mapping):
+        raise ValueError(f"invalid setting {where}: expected a mapping, got {values!r}")
     values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(
             f"unknown setting {where}.{unknown[0]}; known settings of {where}: "
-            + ", ".join(sorted(known))
+            + ", ".join(sorted(fields))
         )
+    for name, value in values.items():
+        annotation = fields[name].type
+        if isinstance(annotation, str):
+            check_setting_type(f"{where}.{name}" if where != "run" else name, annotation, value)
     return cls(**values)
 
 
@@ -149,6 +185,27 @@ class RunSettings:
             raise ValueError(
                 f"labelled must be a count >= 1, a share in (0, 1] or 'all', got {labelled!r}"
             )
+        if self.method in SMVAE_METHODS:
+            self._check_smvae_model()
+
+    def _check_smvae_model(self) -> None:
+        """Validate ``model`` against SMVAEConfig before any data is read."""
+        from smvae.model import SMVAEConfig
+
+        derived = {"word_dim", "num_labels", "image_dim", "use_mvae", "use_images"}
+        known = {f.name for f in dataclasses.fields(SMVAEConfig)} - derived
+        if not isinstance(self.model, Mapping):
+            raise ValueError(f"invalid setting model: expected a mapping, got {self.model!r}")
+        unknown = sorted(set(self.model) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown setting model.{unknown[0]}; known settings of model: "
+                + ", ".join(sorted(known))
+            )
+        try:
+            SMVAEConfig(word_dim=1, num_labels=2, **self.model)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"invalid setting in model: {error}") from None
 
     def _check_method_setting(self) -> None:
         if self.method in TAGGER_METHODS and self.setting != "supervised":
@@ -227,6 +284,24 @@ def _images_mapping(value: Any) -> Mapping[str, Any] | None:
     if isinstance(value, str):
         return {"name": value}
     raise ValueError(f"images must be a policy name or a mapping, got {value!r}")
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a syntax error raises ValueError naming the file, line and column."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(f"{where}: invalid YAML ({problem}); fix the file's syntax") from None
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from smvae.settings import apply_overrides
+from smvae.settings import apply_overrides, load_yaml
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +40,7 @@ def load_config(path: str, overrides: list[str]) -> dict[str, Any]:
     config_path = Path(path)
     if not config_path.is_file():
         raise FileNotFoundError(f"config file {config_path} not found")
-    values = yaml.safe_load(config_path.read_text()) or {}
+    values = load_yaml(config_path) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{config_path}: expected a mapping of settings at the top level")
     return apply_overrides(values, overrides)
