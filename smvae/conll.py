@@ -137,6 +137,14 @@ def read_tweets(
         if line.startswith(IMGID_PREFIX):
             close_tweet()
             image_id = line[len(IMGID_PREFIX) :].strip()
+            if any(character.isspace() for character in image_id):
+                raise DataFormatError(
+                    path,
+                    number,
+                    line,
+                    "IMGID contains whitespace",
+                    "Write it as IMGID:<image id> on a line of its own.",
+                )
             if not image_id:
                 raise DataFormatError(
                     path, number, line, "IMGID line has no id", "Write it as IMGID:<image id>."

@@ -145,6 +145,18 @@ def build_model(method: str, model_config: Mapping[str, Any]) -> SMVAE | Tagger:
     return build_tagger(TaggerConfig(**model_config))
 
 
+def _read_json(path: Path) -> Any:
+    """Read one JSON file of a model directory; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; the model directory is incomplete")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path}: invalid JSON ({error}); write the model directory again"
+        ) from None
+
+
 def load_model_dir(folder: str | Path) -> LoadedModel:
     """Read a model directory written by :func:`write_model_dir` (SMVAE or a tagger)."""
     folder = Path(folder)
@@ -153,7 +165,7 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
         raise FileNotFoundError(
             f"{weights} not found; give a model directory written by `mner train`"
         )
-    config = json.loads((folder / "config.json").read_text())
+    config = _read_json(folder / "config.json")
     if config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{folder / 'config.json'}: format_version {config.get('format_version')!r} "
@@ -164,7 +176,7 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
     model = build_model(config.get("method", run.method), config["model"])
     model.load_state_dict(load_file(str(weights)))
     model.eval()
-    label_map = LabelMap(json.loads((folder / "labels.json").read_text())[1:])
-    encoder = json.loads((folder / "encoder.json").read_text())
+    label_map = LabelMap(_read_json(folder / "labels.json")[1:])
+    encoder = _read_json(folder / "encoder.json")
     text = TextEncoderSettings(encoder["name"], encoder["pooling"], encoder["max_length"])
     return LoadedModel(model, run, label_map, text, folder)

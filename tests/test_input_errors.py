@@ -79,3 +79,25 @@ def test_dry_run_checks_trial_settings(tmp_path: Path) -> None:
 
     with pytest.raises(SpecError, match=r"unknown setting model\.hidden_sizes"):
         run_sweep(spec, dry_run=True)
+
+
+def test_imgid_with_whitespace_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "tab.txt"
+    path.write_text("IMGID:1\tO\nParis\tB-LOC\n")
+
+    with pytest.raises(DataFormatError, match=r"tab\.txt:1: IMGID contains whitespace"):
+        read_tweets(path)
+
+
+def test_predict_input_names_line(tmp_path: Path) -> None:
+    from orchestrator.commands.train import read_inputs
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"text": "Paris"}\n\n{"text": "  "}\n')
+    with pytest.raises(ValueError, match=r"empty\.jsonl:3: the text has no words"):
+        read_inputs(empty)
+
+    image = tmp_path / "image.jsonl"
+    image.write_text('{"text": "Paris", "image": 5}\n')
+    with pytest.raises(ValueError, match=r'image\.jsonl:1: "image" must be a file path'):
+        read_inputs(image)

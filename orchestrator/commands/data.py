@@ -120,6 +120,11 @@ def run_check(args: argparse.Namespace) -> int:
         print(
             "warning: SHA-256 differs from the published release for: " + ", ".join(mismatched),
         )
+    info = get_dataset(args.dataset, args.data_dir)
+    for split in statistics:
+        expected = info.split(split.split).tweets
+        if split.tweets != expected:
+            print(f"warning: {split.path} has {split.tweets} tweets, the release has {expected}")
     return 0
 
 

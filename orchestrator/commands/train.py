@@ -100,6 +100,11 @@ def read_inputs(path: Path) -> list[Any]:
                 raise ValueError(f"{path}:{number}: invalid JSON ({error.msg})") from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValueError(f'{path}:{number}: expected an object with a "text" string')
+            if not record["text"].split():
+                raise ValueError(f"{path}:{number}: the text has no words")
+            image = record.get("image")
+            if image is not None and not isinstance(image, str):
+                raise ValueError(f'{path}:{number}: "image" must be a file path, got {image!r}')
             inputs.append(TextInput(record["text"], record.get("image")))
     return inputs
 
@@ -112,7 +117,19 @@ def run_predict(args: argparse.Namespace) -> int:
         inputs = [TextInput(args.text, args.image)]
     else:
         inputs = read_inputs(Path(args.input))
-    predictor = Predictor(load_model_dir(args.model_dir), args.image_weights)
+    loaded = load_model_dir(args.model_dir)
+    if args.image is not None and args.input is not None:
+        print(
+            "mner: warning: --image applies to --text only; give images in the input file",
+            file=sys.stderr,
+        )
+    if any(item.image for item in inputs) and not loaded.uses_images:
+        print(
+            f"mner: warning: the model in {args.model_dir} was trained without images; "
+            "the images are ignored",
+            file=sys.stderr,
+        )
+    predictor = Predictor(loaded, args.image_weights)
     for record in predictor.predict(inputs):
         print(json.dumps(record, ensure_ascii=False))
     return 0
