@@ -49,7 +49,13 @@ from baselines.taggers import (
 from smvae.batching import LabelMap
 from smvae.corpus import SplitData
 from smvae.datasets import ENTITY_TYPES, get_dataset
-from smvae.loop import EpochCallback, check_finite, fit_with_early_stopping
+from smvae.loop import (
+    EpochCallback,
+    check_finite,
+    fit_with_early_stopping,
+    result_metrics,
+    select_device,
+)
 from smvae.metrics import Scores, score_spans
 from smvae.model import SMVAEConfig
 from smvae.model_dir import write_model_dir
@@ -125,6 +131,10 @@ class TaggerTrainer:
     strategy: Strategy | None
     pseudo_tags: dict[int, list[str]] = dataclasses.field(default_factory=dict)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.tagger.parameters()).device
+
     def training_tags(self, index: int) -> list[str]:
         """Tags to learn for a training tweet: its pseudo tags, else its gold tags as IOB2."""
         if index in self.pseudo_tags:
@@ -192,6 +202,7 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> TaggerTrain
         chosen = set(labelled)
         unlabelled = [i for i in range(train_size) if i not in chosen]
     tagger = build_tagger(build_tagger_config(run, splits["train"].words.dim))
+    tagger.to(select_device(run.training.device))
     return TaggerTrainer(
         run,
         tagger,
@@ -209,7 +220,9 @@ def new_optimizer(run: RunSettings, tagger: Tagger) -> torch.optim.Optimizer:
     return torch.optim.Adam(tagger.parameters(), lr=run.training.learning_rate)
 
 
-def collate_words(split: SplitData, indices: Sequence[int]) -> TagBatch:
+def collate_words(
+    split: SplitData, indices: Sequence[int], device: torch.device | None = None
+) -> TagBatch:
     """Pad the word vectors of the given tweets of a split into one batch (no tags)."""
     lengths = [len(split.tweets[i]) for i in indices]
     words = torch.zeros(len(indices), max(lengths), split.words.dim)  # [B, N, D]
@@ -217,14 +230,16 @@ def collate_words(split: SplitData, indices: Sequence[int]) -> TagBatch:
     for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
         words[row, :length] = torch.tensor(split.words[index])
         mask[row, :length] = True
+    if device is not None:
+        words, mask = words.to(device), mask.to(device)
     return TagBatch(list(indices), words, mask)
 
 
 def labelled_batch(trainer: TaggerTrainer, indices: Sequence[int]) -> TagBatch:
     """Collate training-split tweets with the tag ids of :meth:`TaggerTrainer.training_tags`."""
-    batch = collate_words(trainer.splits["train"], indices)
+    batch = collate_words(trainer.splits["train"], indices, trainer.device)
     tags = [trainer.training_tags(i) for i in indices]
-    batch.tags = trainer.tagger.encode_tags(tags, batch.words.size(1))  # [B, N]
+    batch.tags = trainer.tagger.encode_tags(tags, batch.words.size(1)).to(trainer.device)  # [B, N]
     return batch
 
 
@@ -239,7 +254,7 @@ def strategy_loss(
     strategy = trainer.strategy
     if not unlabelled_ids or not isinstance(strategy, EntropyMinimization | SeqVAT):
         return None
-    unlabelled = collate_words(trainer.splits["train"], unlabelled_ids)
+    unlabelled = collate_words(trainer.splits["train"], unlabelled_ids, trainer.device)
     if isinstance(strategy, EntropyMinimization):
         return strategy.unlabelled_loss(trainer.tagger, unlabelled.words, unlabelled.mask)
     generator = trainer.torch_generator
@@ -306,6 +321,7 @@ def train_epoch(trainer: TaggerTrainer, epoch: int) -> dict[str, float]:
 
 
 @torch.inference_mode()
+@torch.no_grad()
 def predict_tagger_spans(
     tagger: Tagger, split: SplitData, batch_size: int
 ) -> list[list[tuple[int, int, str, float]]]:
@@ -317,11 +333,12 @@ def predict_tagger_spans(
     word-tag probabilities for the softmax tagger.
     """
     tagger.eval()
+    device = next(tagger.parameters()).device
     predictions: list[list[tuple[int, int, str, float]]] = [[] for _ in range(len(split))]
     # Tweets of similar length share a batch, so little work goes into padding.
     by_length = sorted(range(len(split)), key=lambda i: len(split.tweets[i]))
     for first in range(0, len(split), batch_size):
-        batch = collate_words(split, by_length[first : first + batch_size])
+        batch = collate_words(split, by_length[first : first + batch_size], device)
         emissions = tagger.emissions(batch.words, batch.mask)  # [B, N, T]
         paths, sequence_log_probs = tagger.decode_from_emissions(emissions, batch.mask)
         word_log_probs = F.log_softmax(emissions, dim=-1)  # [B, N, T]
@@ -332,8 +349,9 @@ def predict_tagger_spans(
                 if isinstance(tagger, CRFTaggerBase):
                     log_score = sequence_log_probs[row]
                 else:
-                    chosen = torch.tensor(path[start : end + 1])
-                    log_score = word_log_probs[row, torch.arange(start, end + 1), chosen].sum()
+                    chosen = torch.tensor(path[start : end + 1], device=device)
+                    positions = torch.arange(start, end + 1, device=device)
+                    log_score = word_log_probs[row, positions, chosen].sum()
                 entities.append((start, end, entity_type, math.exp(float(log_score))))
             predictions[index] = entities
     return predictions
@@ -374,7 +392,7 @@ def select_pseudo_labels(trainer: TaggerTrainer, strategy: SelfTraining) -> dict
     split = trainer.splits["train"]
     batch_size = trainer.run.training.eval_batch_size
     for first in range(0, len(trainer.unlabelled), batch_size):
-        batch = collate_words(split, trainer.unlabelled[first : first + batch_size])
+        batch = collate_words(split, trainer.unlabelled[first : first + batch_size], trainer.device)
         selected = strategy.select_pseudo_labels(trainer.tagger, batch.words, batch.mask)
         for position, tags in zip(selected.kept, selected.tags, strict=True):
             kept[batch.indices[position]] = tags
@@ -477,15 +495,15 @@ def run_training(
     test, test_strict = evaluate(trainer, "test")
     metrics = {
         **run_description(run, trainer),
-        **dev.to_dict("dev_"),
-        **test.to_dict("test_"),
-        "test_strict_precision": test_strict.precision,
-        "test_strict_recall": test_strict.recall,
-        "test_strict_f1": test_strict.f1,
-        "best_epoch": best_epoch,
-        "epochs_run": len(epochs),
-        "train_seconds": time.perf_counter() - started,
-        "device": "cpu",
+        **result_metrics(
+            dev,
+            test,
+            test_strict,
+            epochs,
+            best_epoch,
+            time.perf_counter() - started,
+            trainer.device,
+        ),
     }
     result = TaggerResult(metrics, epochs, tagger=trainer.tagger)
     if model_dir is not None:

@@ -116,9 +116,9 @@ def sample_training_spans(
     requested = max(1, round(negative_ratio * int(gold.sum())))
     outside_positions = outside.flatten().nonzero().squeeze(1)  # [O]
     count = min(requested, outside_positions.numel())
-    chosen = outside_positions[
-        torch.randperm(outside_positions.numel(), generator=generator)[:count]
-    ]
+    # The generator lives on the CPU; the drawn positions move to the batch's device.
+    order = torch.randperm(outside_positions.numel(), generator=generator)[:count]
+    chosen = outside_positions[order.to(outside_positions.device)]
     selected = gold.flatten().clone()
     selected[chosen] = True
     return selected.view_as(gold)  # [B, S]

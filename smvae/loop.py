@@ -98,3 +98,38 @@ def fit_with_early_stopping(
     assert best_state is not None
     model.load_state_dict(best_state)
     return rows, best_epoch, best_f1
+
+
+def select_device(name: str) -> torch.device:
+    """The torch device of a run: ``auto`` takes the first CUDA device when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"training.device={name} but torch sees no CUDA device; use training.device=cpu"
+        )
+    return device
+
+
+def result_metrics(
+    dev: Scores,
+    test: Scores,
+    test_strict: Scores,
+    epochs: list[dict[str, Any]],
+    best_epoch: int,
+    train_seconds: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Score and run columns of a result row, the same for every model."""
+    return {
+        **dev.to_dict("dev_"),
+        **test.to_dict("test_"),
+        "test_strict_precision": test_strict.precision,
+        "test_strict_recall": test_strict.recall,
+        "test_strict_f1": test_strict.f1,
+        "best_epoch": best_epoch,
+        "epochs_run": len(epochs),
+        "train_seconds": train_seconds,
+        "device": str(device),
+    }

@@ -96,7 +96,9 @@ def write_model_dir(
     values) and ``labelled`` the training-split indices of the labelled tweets.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
     save_file(state, str(folder / WEIGHTS_FILE))
     _write_json(
         folder / "config.json",

@@ -98,6 +98,7 @@ class TrainingConfig:
     unlabelled_per_epoch: int | None = None  # unlabelled tweets drawn per epoch; None = all
     gradient_clip: float | None = None
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -107,6 +108,10 @@ class TrainingConfig:
             raise ValueError(f"training.patience must be non-negative, got {self.patience}")
         if not self.learning_rate > 0:
             raise ValueError(f"training.learning_rate must be positive, got {self.learning_rate}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(
+                f"training.device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
         if not self.negative_ratio > 0:
             raise ValueError(f"training.negative_ratio must be positive, got {self.negative_ratio}")
 

@@ -37,6 +37,8 @@ from smvae.loop import (
     EpochCallback,
     check_finite,
     fit_with_early_stopping,
+    result_metrics,
+    select_device,
 )
 from smvae.metrics import Scores, score_spans
 from smvae.model import (
@@ -161,6 +163,10 @@ class Trainer:
     python_random: random.Random
     torch_generator: torch.Generator
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def batch(self, split: str, indices: Sequence[int]) -> SpanBatch:
         config = self.model.config
         return collate(
@@ -170,7 +176,7 @@ class Trainer:
             config.max_span_len,
             config.image_dim,
             config.use_images,
-        )
+        ).to(self.device)
 
     @property
     def weight_lambda(self) -> float:
@@ -266,6 +272,7 @@ def predict_spans(
     """Decoded entities ``(start, end, type, probability)`` of every tweet, in tweet order."""
     model.eval()
     config = model.config
+    device = next(model.parameters()).device
     predictions: list[list[tuple[int, int, str, float]]] = [[] for _ in range(len(split))]
     # Tweets of similar length share a batch, so little work goes into padding spans.
     by_length = sorted(range(len(split)), key=lambda i: len(split.tweets[i]))
@@ -274,7 +281,7 @@ def predict_spans(
             indices = by_length[first : first + batch_size]
             batch = collate(
                 split, indices, label_map, config.max_span_len, config.image_dim, config.use_images
-            )
+            ).to(device)
             output = model(
                 batch.words,
                 batch.word_mask,
@@ -329,6 +336,7 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
     images = splits["train"].images
     image_dim = int(images.pooled.shape[1]) if images is not None else None
     model = SMVAE(build_model_config(run, splits["train"].words.dim, label_map, image_dim))
+    model.to(select_device(run.training.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=run.training.learning_rate)
     generator = torch.Generator().manual_seed(run.seed)
     return Trainer(
@@ -394,15 +402,15 @@ def run_training(
     test, test_strict = evaluate(trainer, "test")
     metrics = {
         **run_description(run, trainer, coverage),
-        **dev.to_dict("dev_"),
-        **test.to_dict("test_"),
-        "test_strict_precision": test_strict.precision,
-        "test_strict_recall": test_strict.recall,
-        "test_strict_f1": test_strict.f1,
-        "best_epoch": best_epoch,
-        "epochs_run": len(epochs),
-        "train_seconds": time.perf_counter() - started,
-        "device": "cpu",
+        **result_metrics(
+            dev,
+            test,
+            test_strict,
+            epochs,
+            best_epoch,
+            time.perf_counter() - started,
+            trainer.device,
+        ),
     }
     result = TrainingResult(metrics, epochs, trainer.model)
     if model_dir is not None:

@@ -101,3 +101,18 @@ def test_predict_input_names_line(tmp_path: Path) -> None:
     image.write_text('{"text": "Paris", "image": 5}\n')
     with pytest.raises(ValueError, match=r'image\.jsonl:1: "image" must be a file path'):
         read_inputs(image)
+
+
+def test_device_setting_is_checked() -> None:
+    import torch
+
+    from smvae.loop import select_device
+
+    with pytest.raises(ValueError, match=r"training\.device must be auto, cpu, cuda"):
+        RunSettings.from_mapping({"training": {"device": "tpu"}})
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device("auto").type == expected
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
+            select_device("cuda")
