@@ -101,7 +101,10 @@ def fit_with_early_stopping(
 
 
 def select_device(name: str) -> torch.device:
-    """The torch device of a run: ``auto`` takes the first CUDA device when there is one."""
+    """Return the torch device of a run: ``auto`` takes the first CUDA device if any.
+
+    NOTE: the CUDA path has only been type-checked and reviewed; no GPU has run it yet.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
