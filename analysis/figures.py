@@ -43,6 +43,7 @@ SETTING_STYLES = {
     SEMI_SUPERVISED: {"color": OKABE_ITO[5], "marker": "s", "linestyle": "--"},
 }
 BAND_ALPHA = 0.2
+BAND_LEGEND_TITLE = "mean over seeds, band: ±1 s.d."
 SERIES_COLUMNS = ["line", "x", "mean", "std", "n"]
 
 F1_LABEL = "test F1 (%)"
@@ -137,7 +138,7 @@ def _draw_series(ax: Axes, series: pd.DataFrame, styles: dict[str, dict[str, str
             linestyle=style.get("linestyle", "-"),
         )
         ax.fill_between(x, mean - spread, mean + spread, color=style["color"], alpha=BAND_ALPHA)
-    ax.legend()
+    ax.legend(title=BAND_LEGEND_TITLE, title_fontsize="small")
     ax.grid(True, alpha=0.3)
 
 
