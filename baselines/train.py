@@ -435,7 +435,7 @@ def fit_self_training(
 
 
 def fit(trainer: TaggerTrainer, on_epoch: EpochCallback | None) -> tuple[list[dict[str, Any]], int]:
-    """Train as the method says; the tagger ends at the state with the best development F1."""
+    """Train with the method's loop, leaving the tagger at its best development F1 state."""
     if isinstance(trainer.strategy, SelfTraining):
         return fit_self_training(trainer, trainer.strategy, on_epoch)
     rows, best_epoch, _ = fit_stage(trainer, on_epoch)
@@ -469,7 +469,7 @@ def run_training(
     on_epoch: EpochCallback | None = None,
     model_dir: str | Path | None = None,
 ) -> TaggerResult:
-    """Train a text baseline as the settings say and score it; write a model directory when asked.
+    """Train a text baseline with the given settings, score it, and save it if requested.
 
     Returns the same metrics keys as :func:`smvae.train.run_training`, with ``latent_size``
     None, ``images`` and ``image_encoder`` "none" and ``image_coverage`` 0.

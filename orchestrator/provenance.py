@@ -35,7 +35,7 @@ class GitState:
 
 
 def source_root() -> Path:
-    """The folder that holds the ``orchestrator`` package (the repository in a checkout)."""
+    """The folder that contains the ``orchestrator`` package (the repository in a checkout)."""
     return Path(__file__).resolve().parent.parent
 
 

@@ -107,7 +107,7 @@ def submit_sweep(spec: SweepSpec, address: str, root: Path | None = None) -> Sub
             job_id = client.submit_job(entrypoint=job_entrypoint(), runtime_env=runtime_env)
             break
         except RuntimeError as error:
-            # A head that has just started answers HTTP 500 "No available agent to submit
+            # A head that has just started returns HTTP 500 "No available agent to submit
             # job" until its job agent is up; anything else is a real failure.
             if NO_AGENT_MESSAGE not in str(error) or time.monotonic() > deadline:
                 raise

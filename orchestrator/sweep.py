@@ -8,7 +8,7 @@ to the store. The per-trial files are written where the worker runs, so on a clu
 several machines ``run_dir``, ``data_dir`` and ``cache_dir`` must be on shared storage,
 mounted under the same path on every node.
 
-Resources: a trial's Tune function holds :data:`TRAINABLE_CPU_SHARE` CPU and its Train
+Resources: a trial's Tune function takes :data:`TRAINABLE_CPU_SHARE` CPU and its Train
 worker the rest of ``cpus_per_trial``. Summed per trial that is exactly
 ``cpus_per_trial``, and the number of trials running at once is capped so that every
 Train worker fits next to its Tune function; without the cap, Tune functions that each

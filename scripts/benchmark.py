@@ -73,7 +73,7 @@ def benchmark_scoring(model_dir: str, threads: int, repeats: int) -> None:
     torch.set_num_threads(threads)
     loaded = load_model_dir(model_dir)
     if not isinstance(loaded.model, SMVAE):
-        raise SystemExit(f"{model_dir} holds a {loaded.run.method} model; give an SMVAE one")
+        raise SystemExit(f"{model_dir} contains a {loaded.run.method} model; give an SMVAE one")
     config = loaded.model.config
     print("| max_span_len | words | candidate spans | ms per tweet |")
     print("| --- | --- | --- | --- |")

@@ -1,4 +1,4 @@
-"""Model directories: everything needed to reload a trained model and say what it is.
+"""Model directories: everything needed to reload a trained model and describe it.
 
 The model is SMVAE or one of the text baselines' taggers (``baselines.taggers``);
 ``config.json`` records the method, which decides the model class on loading.

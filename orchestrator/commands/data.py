@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     )
     download.add_argument("--data-dir", help="target folder (default $MNER_DATA_DIR or ./data)")
     download.add_argument(
-        "--base-url", default=UMT_RAW_BASE_URL, help="address that holds <dataset>/<split>.txt"
+        "--base-url", default=UMT_RAW_BASE_URL, help="URL prefix of <dataset>/<split>.txt"
     )
     download.add_argument("--force", action="store_true", help="replace files that fail the check")
     download.set_defaults(handler=run_download)
