@@ -8,10 +8,12 @@ Methods and what they train (Zhou et al., 2022, tables 2 and 3):
   minimisation or SeqVAT (``baselines.strategies``), on the labelled tweets and the
   unlabelled rest of the training split.
 
-Every method reads the cached, frozen word vectors that SMVAE reads (one vector per word)
-and never reads images: the run records ``images: none`` and image coverage 0, whatever
-the settings name. The shared pieces are SMVAE's: settings, labelled subset, feature
-cache, seeding, the early-stopping loop and the entity scorer.
+Every method reads the word vectors that SMVAE reads (one vector per word): cached and
+frozen by default, or from the text encoder trained with the tagger when
+``encoder.finetune=true`` (:mod:`smvae.word_encoder`). No method reads images: the run
+records ``images: none`` and image coverage 0, whatever the settings name. The shared
+pieces are SMVAE's: settings, labelled subset, feature cache, seeding, the
+early-stopping loop and the entity scorer.
 
 Training targets are the gold tags rewritten as valid IOB2: an orphan ``I-X`` becomes
 ``B-X``, which reads the same entities as the scorer's lenient rule. The raw orphan tags
@@ -46,7 +48,7 @@ from baselines.taggers import (
     build_tagger,
     repair_bio,
 )
-from smvae.batching import LabelMap
+from smvae.batching import LabelMap, cached_word_batch
 from smvae.corpus import SplitData
 from smvae.datasets import ENTITY_TYPES, get_dataset
 from smvae.loop import (
@@ -66,9 +68,15 @@ from smvae.train import (
     cycle_batches,
     iterate_batches,
     labelled_subset,
+    new_optimizer,
+    scoring_split,
     seed_everything,
+    split_word_dim,
+    trainable_modules,
+    word_encoder,
 )
 from smvae.train import prepare_features as prepare_smvae_features
+from smvae.word_encoder import WordEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +125,8 @@ class TaggerTrainer:
     """State of one run: tagger, optimiser, data, strategy and the random generators.
 
     ``pseudo_tags`` maps training-split indices of unlabelled tweets to the tags that
-    self-training kept for them in the current round.
+    self-training kept for them in the current round. ``encoder`` is the text encoder
+    when it is fine-tuned (None: cached word vectors).
     """
 
     run: RunSettings
@@ -129,11 +138,17 @@ class TaggerTrainer:
     python_random: random.Random
     torch_generator: torch.Generator
     strategy: Strategy | None
+    encoder: WordEncoder | None = None
     pseudo_tags: dict[int, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
         return next(self.tagger.parameters()).device
+
+    @property
+    def trainable(self) -> torch.nn.Module:
+        """The tagger and, when it is fine-tuned, the encoder: what the optimiser trains."""
+        return trainable_modules(self.tagger, self.encoder)
 
     def training_tags(self, index: int) -> list[str]:
         """Tags to learn for a training tweet: its pseudo tags, else its gold tags as IOB2."""
@@ -201,34 +216,45 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> TaggerTrain
     if run.setting == "semi-supervised":
         chosen = set(labelled)
         unlabelled = [i for i in range(train_size) if i not in chosen]
-    tagger = build_tagger(build_tagger_config(run, splits["train"].words.dim))
-    tagger.to(select_device(run.training.device))
+    encoder = word_encoder(run)
+    word_dim = encoder.dim if encoder is not None else split_word_dim(splits["train"])
+    tagger = build_tagger(build_tagger_config(run, word_dim))
+    device = select_device(run.training.device)
+    tagger.to(device)
+    if encoder is not None:
+        encoder.to(device)
     return TaggerTrainer(
         run,
         tagger,
         splits,
         labelled,
         unlabelled,
-        new_optimizer(run, tagger),
+        new_optimizer(run, tagger, encoder),
         random.Random(run.seed),
         torch.Generator().manual_seed(run.seed),
         build_strategy(run),
+        encoder,
     )
 
 
-def new_optimizer(run: RunSettings, tagger: Tagger) -> torch.optim.Optimizer:
-    return torch.optim.Adam(tagger.parameters(), lr=run.training.learning_rate)
-
-
 def collate_words(
-    split: SplitData, indices: Sequence[int], device: torch.device | None = None
+    split: SplitData,
+    indices: Sequence[int],
+    device: torch.device | None = None,
+    encoder: WordEncoder | None = None,
 ) -> TagBatch:
-    """Pad the word vectors of the given tweets of a split into one batch (no tags)."""
+    """Pad the word vectors of the given tweets of a split into one batch (no tags).
+
+    With ``encoder`` (fine-tuning mode) the vectors come from it and carry gradient;
+    otherwise they come from the split's feature cache.
+    """
     lengths = [len(split.tweets[i]) for i in indices]
-    words = torch.zeros(len(indices), max(lengths), split.words.dim)  # [B, N, D]
+    if encoder is not None:
+        words = encoder([split.tweets[i].words for i in indices])  # [B, N, D]
+    else:
+        words = cached_word_batch(split, indices)  # [B, N, D]
     mask = torch.zeros(len(indices), max(lengths), dtype=torch.bool)  # [B, N]
-    for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
-        words[row, :length] = torch.tensor(split.words[index])
+    for row, length in enumerate(lengths):
         mask[row, :length] = True
     if device is not None:
         words, mask = words.to(device), mask.to(device)
@@ -237,7 +263,7 @@ def collate_words(
 
 def labelled_batch(trainer: TaggerTrainer, indices: Sequence[int]) -> TagBatch:
     """Collate training-split tweets with the tag ids of :meth:`TaggerTrainer.training_tags`."""
-    batch = collate_words(trainer.splits["train"], indices, trainer.device)
+    batch = collate_words(trainer.splits["train"], indices, trainer.device, trainer.encoder)
     tags = [trainer.training_tags(i) for i in indices]
     batch.tags = trainer.tagger.encode_tags(tags, batch.words.size(1)).to(trainer.device)  # [B, N]
     return batch
@@ -254,7 +280,9 @@ def strategy_loss(
     strategy = trainer.strategy
     if not unlabelled_ids or not isinstance(strategy, EntropyMinimization | SeqVAT):
         return None
-    unlabelled = collate_words(trainer.splits["train"], unlabelled_ids, trainer.device)
+    unlabelled = collate_words(
+        trainer.splits["train"], unlabelled_ids, trainer.device, trainer.encoder
+    )
     if isinstance(strategy, EntropyMinimization):
         return strategy.unlabelled_loss(trainer.tagger, unlabelled.words, unlabelled.mask)
     generator = trainer.torch_generator
@@ -269,7 +297,7 @@ def train_step(
 ) -> dict[str, float]:
     """Take one optimiser step on the supervised loss (loss_l1) plus the strategy term (loss_l2)."""
     tagger, training = trainer.tagger, trainer.run.training
-    tagger.train()
+    trainer.trainable.train()
     batch = labelled_batch(trainer, labelled_ids)
     assert batch.tags is not None
     supervised = tagger.loss(batch.words, batch.mask, batch.tags)
@@ -278,7 +306,7 @@ def train_step(
     trainer.optimizer.zero_grad()
     total.backward()
     if training.gradient_clip:
-        torch.nn.utils.clip_grad_norm_(tagger.parameters(), training.gradient_clip)
+        torch.nn.utils.clip_grad_norm_(trainer.trainable.parameters(), training.gradient_clip)
     trainer.optimizer.step()
     values = {"loss": total.item(), "loss_l1": supervised.item()}
     if extra is not None:
@@ -359,7 +387,7 @@ def predict_tagger_spans(
 
 def evaluate(trainer: TaggerTrainer, split: str) -> tuple[Scores, Scores]:
     """Score a split against the gold tags of its file: lenient and strict IOB2 readings."""
-    data = trainer.splits[split]
+    data = scoring_split(trainer.splits[split], trainer.encoder)
     predicted = predict_tagger_spans(trainer.tagger, data, trainer.run.training.eval_batch_size)
     predictions = [[(s, e, t) for s, e, t, _ in spans] for spans in predicted]
     lenient_gold = [spans_from_tags(t.tags) for t in data.tweets]
@@ -376,7 +404,7 @@ def fit_stage(
     """Train with early stopping on development F1; the tagger ends at the stage's best state."""
     training = trainer.run.training
     return fit_with_early_stopping(
-        trainer.tagger,
+        trainer.trainable,
         training.epochs,
         training.patience,
         lambda epoch: train_epoch(trainer, epoch),
@@ -389,7 +417,7 @@ def fit_stage(
 def select_pseudo_labels(trainer: TaggerTrainer, strategy: SelfTraining) -> dict[int, list[str]]:
     """Decode every unlabelled tweet; keep those whose decoded sequence is confident enough."""
     kept: dict[int, list[str]] = {}
-    split = trainer.splits["train"]
+    split = scoring_split(trainer.splits["train"], trainer.encoder)
     batch_size = trainer.run.training.eval_batch_size
     for first in range(0, len(trainer.unlabelled), batch_size):
         batch = collate_words(split, trainer.unlabelled[first : first + batch_size], trainer.device)
@@ -411,7 +439,7 @@ def fit_self_training(
     early when no tweet reaches the threshold, since retraining would repeat the last one.
     """
     rows, best_epoch, best_f1 = fit_stage(trainer, on_epoch)
-    best_state = copy.deepcopy(trainer.tagger.state_dict())
+    best_state = copy.deepcopy(trainer.trainable.state_dict())
     for round_number in range(1, strategy.config.rounds + 1):
         trainer.pseudo_tags = select_pseudo_labels(trainer, strategy)
         logger.info(
@@ -422,15 +450,15 @@ def fit_self_training(
         )
         if not trainer.pseudo_tags:
             break
-        trainer.optimizer = new_optimizer(trainer.run, trainer.tagger)
+        trainer.optimizer = new_optimizer(trainer.run, trainer.tagger, trainer.encoder)
         stage_rows, stage_epoch, stage_f1 = fit_stage(trainer, on_epoch, len(rows) + 1)
         rows += stage_rows
         if stage_f1 > best_f1:
             best_epoch, best_f1 = stage_epoch, stage_f1
-            best_state = copy.deepcopy(trainer.tagger.state_dict())
+            best_state = copy.deepcopy(trainer.trainable.state_dict())
         else:
-            trainer.tagger.load_state_dict(best_state)
-    trainer.tagger.load_state_dict(best_state)
+            trainer.trainable.load_state_dict(best_state)
+    trainer.trainable.load_state_dict(best_state)
     return rows, best_epoch
 
 
@@ -523,4 +551,5 @@ def save_tagger_dir(folder: Path, trainer: TaggerTrainer, result: TrainingResult
         {name: split.sha256 for name, split in trainer.splits.items()},
         trainer.labelled,
         result,
+        trainer.encoder,
     )

@@ -66,6 +66,19 @@ def _seed_pairs(spec: SweepSpec) -> Iterator[tuple[int, int]]:
         yield from itertools.product(spec.labelled_seeds, spec.seeds)
 
 
+def encoder_settings(spec: SweepSpec) -> dict[str, Any]:
+    """The trial's ``encoder`` mapping; ``learning_rate`` only when set, so keys stay stable."""
+    values: dict[str, Any] = {
+        "name": spec.encoder.name,
+        "pooling": spec.encoder.pooling,
+        "max_length": spec.encoder.max_length,
+        "finetune": spec.encoder.finetune,
+    }
+    if spec.encoder.learning_rate is not None:
+        values["learning_rate"] = spec.encoder.learning_rate
+    return values
+
+
 def expand_grid(spec: SweepSpec) -> list[dict[str, Any]]:
     """Cross methods x settings x datasets x labelled x latent sizes x seeds into trials."""
     trials = []
@@ -85,12 +98,7 @@ def expand_grid(spec: SweepSpec) -> list[dict[str, Any]]:
                     "seed": seed,
                     "model": copy.deepcopy(spec.model),
                     "training": copy.deepcopy(spec.training),
-                    "encoder": {
-                        "name": spec.encoder.name,
-                        "pooling": spec.encoder.pooling,
-                        "max_length": spec.encoder.max_length,
-                        "finetune": spec.encoder.finetune,
-                    },
+                    "encoder": encoder_settings(spec),
                     "images": {
                         "name": spec.images.name,
                         "image_dir": spec.images.image_dir,

@@ -78,12 +78,17 @@ def _check_keys(path: str, values: Mapping[str, Any], known: list[str]) -> None:
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """Text encoder: a name (``minilm`` or a Hugging Face name or folder), pooling, limit."""
+    """Text encoder: a name (``minilm`` or a Hugging Face name or folder), pooling, limit.
+
+    ``finetune`` trains the encoder with each model's head; ``learning_rate`` is then the
+    encoder's own rate (null: ``training.learning_rate``).
+    """
 
     name: str = "minilm"
     pooling: str = "first"
     max_length: int = 256
     finetune: bool = False
+    learning_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -94,6 +99,10 @@ class EncoderSpec:
             raise _fail("encoder.max_length", "an integer >= 1", self.max_length)
         if not isinstance(self.finetune, bool):
             raise _fail("encoder.finetune", "true or false", self.finetune)
+        if self.learning_rate is not None and (
+            not _is_number(self.learning_rate) or not self.learning_rate > 0
+        ):
+            raise _fail("encoder.learning_rate", "a positive number or null", self.learning_rate)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,20 @@ class LabelMap:
         return len(self.names)
 
 
+def cached_word_batch(split: SplitData, indices: Sequence[int]) -> torch.Tensor:
+    """Padded word vectors [B, N, Dw] of some tweets of a split, read from its feature cache."""
+    if split.words is None:
+        raise ValueError(
+            f"split {split.name} has no cached word vectors (encoder.finetune=true); "
+            "encode its words with the run's word encoder"
+        )
+    lengths = [len(split.tweets[i]) for i in indices]
+    words = torch.zeros(len(indices), max(lengths), split.words.dim)  # [B, N, Dw]
+    for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
+        words[row, :length] = torch.from_numpy(np.array(split.words[index]))
+    return words
+
+
 def collate(
     split: SplitData,
     indices: Sequence[int],
@@ -67,15 +81,22 @@ def collate(
     max_span_len: int,
     image_dim: int,
     use_images: bool,
+    words: torch.Tensor | None = None,
 ) -> SpanBatch:
-    """Build the padded tensors of the given tweets of a split."""
+    """Build the padded tensors of the given tweets of a split.
+
+    ``words`` [B, N, Dw] are the tweets' word vectors when the caller computed them (a
+    fine-tuned encoder, whose output carries gradient); otherwise they come from the
+    split's feature cache.
+    """
     tweets = [split.tweets[i] for i in indices]
     num_words = max(len(t) for t in tweets)
     span_lists = [enumerate_spans(len(t), max_span_len) for t in tweets]
     num_spans = max(len(s) for s in span_lists)
     batch_size = len(tweets)
 
-    words = torch.zeros(batch_size, num_words, split.words.dim)  # [B, N, Dw]
+    if words is None:
+        words = cached_word_batch(split, indices)  # [B, N, Dw]
     word_mask = torch.zeros(batch_size, num_words, dtype=torch.bool)  # [B, N]
     image = torch.zeros(batch_size, image_dim)  # [B, Dv]
     has_image = torch.zeros(batch_size, dtype=torch.bool)  # [B]
@@ -85,7 +106,6 @@ def collate(
     labels = torch.zeros(batch_size, num_spans, dtype=torch.long)  # [B, S]
 
     for row, (index, tweet, spans) in enumerate(zip(indices, tweets, span_lists, strict=True)):
-        words[row, : len(tweet)] = torch.tensor(split.words[index])
         word_mask[row, : len(tweet)] = True
         if use_images and split.images is not None and split.images.has_image[index]:
             image[row] = torch.tensor(np.asarray(split.images.pooled[index]))

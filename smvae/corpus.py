@@ -27,13 +27,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SplitData:
-    """Tweets of one split with their word vectors and, when images are used, image features."""
+    """Tweets of one split with their word vectors and, when images are used, image features.
+
+    ``words`` is None when the encoder is fine-tuned: the model then encodes the words itself.
+    """
 
     name: str
     path: Path
     sha256: str
     tweets: list[Tweet]
-    words: WordVectors
+    words: WordVectors | None
     images: ImageFeatures | None
 
     def __len__(self) -> int:
@@ -54,7 +57,7 @@ def prepare_dataset(
     dataset: str,
     data_root: Path | None,
     cache_root: Path,
-    text: TextEncoderSettings,
+    text: TextEncoderSettings | None,
     image: ImageEncoderSettings | None,
     splits: Sequence[str] = SPLITS,
     progress: bool = False,
@@ -62,20 +65,22 @@ def prepare_dataset(
     """Read the splits and build (or open) their feature caches.
 
     The text encoder is loaded only when at least one split has no cache yet, and
-    then once for all splits.
+    then once for all splits. ``text=None`` (fine-tuning mode) builds no text cache.
     """
     encoder: tuple[Any, nn.Module] | None = None
     prepared: dict[str, SplitData] = {}
     for split in splits:
         path, tweets = load_split_tweets(dataset, split, data_root)
         sha256 = sha256_file(path)
-        if encoder is None:
-            folder = text_cache_folder(dataset, split, sha256, text, cache_root)
-            if not (folder / "meta.json").is_file():
-                encoder = load_text_encoder(text.name)
-        words = build_text_features(
-            dataset, split, sha256, tweets, text, cache_root, progress, encoder
-        )
+        words = None
+        if text is not None:
+            if encoder is None:
+                folder = text_cache_folder(dataset, split, sha256, text, cache_root)
+                if not (folder / "meta.json").is_file():
+                    encoder = load_text_encoder(text.name)
+            words = build_text_features(
+                dataset, split, sha256, tweets, text, cache_root, progress, encoder
+            )
         images = None
         if image is not None:
             images = build_image_features(

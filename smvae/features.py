@@ -235,6 +235,8 @@ def encode_tweets(
         order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)
     ]
     pad = tokenizer.pad_token_id or 0
+    first_weight = next(iter(model.parameters()), None)
+    device = first_weight.device if first_weight is not None else torch.device("cpu")
     with torch.inference_mode():
         for batch in tqdm(batches, desc="encoding tweets", unit="batch", disable=not progress):
             width = max(len(pieces[i].input_ids) for i in batch)
@@ -244,7 +246,8 @@ def encode_tweets(
                 tweet_ids = pieces[i].input_ids
                 ids[row, : len(tweet_ids)] = torch.tensor(tweet_ids)
                 mask[row, : len(tweet_ids)] = 1
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.float().numpy()
+            output = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            hidden = output.last_hidden_state.float().cpu().numpy()
             for row, i in enumerate(batch):
                 word_vectors = _pool_words(hidden[row], pieces[i], settings.pooling)
                 yield i, word_vectors, pieces[i].truncated_words
@@ -268,6 +271,25 @@ class WordVectors:
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+
+class InMemoryWordVectors(WordVectors):
+    """Word vectors held in memory: raw text, or a split encoded by a fine-tuned encoder."""
+
+    def __init__(self, per_tweet: Sequence[np.ndarray], dim: int):
+        self.per_tweet = list(per_tweet)
+        self._dim = dim
+        self.meta = {}
+
+    def __len__(self) -> int:
+        return len(self.per_tweet)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.per_tweet[index]
+
+    @property
+    def dim(self) -> int:
+        return self._dim
 
 
 def _atomic_folder_write(target: Path, write: Any) -> Path:

@@ -29,7 +29,7 @@ from smvae.datasets import ENTITY_TYPES, get_dataset, sha256_file
 from smvae.features import (
     RESNET_CHANNELS,
     ImageEncoderSettings,
-    WordVectors,
+    InMemoryWordVectors,
     build_text_features,
     cache_dir,
     encode_tweets,
@@ -63,25 +63,6 @@ def predict_entities(
     from baselines.train import predict_tagger_spans
 
     return predict_tagger_spans(loaded.model, split, batch_size)
-
-
-class InMemoryWordVectors(WordVectors):
-    """Word vectors held in memory, for text that has no cache."""
-
-    def __init__(self, per_tweet: Sequence[np.ndarray], dim: int):
-        self.per_tweet = list(per_tweet)
-        self._dim = dim
-        self.meta = {}
-
-    def __len__(self) -> int:
-        return len(self.per_tweet)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.per_tweet[index]
-
-    @property
-    def dim(self) -> int:
-        return self._dim
 
 
 class InMemoryImageFeatures(ImageFeatures):

@@ -9,6 +9,8 @@ Layout::
     config.json              method, model config (SMVAEConfig or TaggerConfig), run settings
     labels.json              span label names, index 0 is O
     encoder.json             text encoder name, resolved path, identity hash, pooling
+    encoder/                 the trained text encoder and its tokenizer (Hugging Face
+                             format), only when the encoder was fine-tuned
     dataset.json             dataset name, release checksum, split checksums
     labelled_indices.json    training-split indices of the labelled tweets
     metrics.json             development and test scores and run facts
@@ -36,9 +38,11 @@ from smvae.settings import SMVAE_METHODS, RunSettings
 if TYPE_CHECKING:
     from baselines.taggers import Tagger
     from smvae.train import Trainer, TrainingResult
+    from smvae.word_encoder import WordEncoder
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
+ENCODER_FOLDER = "encoder"
 
 
 @dataclass
@@ -77,6 +81,7 @@ def save_model_dir(folder: Path, trainer: Trainer, result: TrainingResult) -> No
         {name: split.sha256 for name, split in trainer.splits.items()},
         trainer.labelled,
         result,
+        trainer.encoder,
     )
 
 
@@ -89,11 +94,13 @@ def write_model_dir(
     split_checksums: Mapping[str, str],
     labelled: Sequence[int],
     result: TrainingResult,
+    encoder: WordEncoder | None = None,
 ) -> None:
     """Write a trained model of any method with the files listed in the module docstring.
 
     ``model_config`` is the config that rebuilds ``model`` (SMVAEConfig or TaggerConfig
-    values) and ``labelled`` the training-split indices of the labelled tweets.
+    values), ``labelled`` the training-split indices of the labelled tweets and
+    ``encoder`` the fine-tuned text encoder, if any.
     """
     folder.mkdir(parents=True, exist_ok=True)
     state = {
@@ -110,16 +117,21 @@ def write_model_dir(
         },
     )
     _write_json(folder / "labels.json", label_map.names)
-    _write_json(
-        folder / "encoder.json",
-        {
-            "name": run.encoder.name,
-            "path": resolve_encoder_path(run.encoder.name),
-            "identity": encoder_identity(run.encoder.name),
-            "pooling": run.encoder.pooling,
-            "max_length": run.encoder.max_length,
-        },
-    )
+    encoder_facts = {
+        "name": run.encoder.name,
+        "path": resolve_encoder_path(run.encoder.name),
+        "identity": encoder_identity(run.encoder.name),
+        "pooling": run.encoder.pooling,
+        "max_length": run.encoder.max_length,
+        "finetuned": encoder is not None,
+    }
+    if encoder is not None:
+        encoder.save(folder / ENCODER_FOLDER)
+        # The trained weights are what the model reads; the base encoder stays on record.
+        encoder_facts["base_identity"] = encoder_facts["identity"]
+        encoder_facts["path"] = ENCODER_FOLDER
+        encoder_facts["identity"] = encoder_identity(str(folder / ENCODER_FOLDER))
+    _write_json(folder / "encoder.json", encoder_facts)
     _write_json(
         folder / "dataset.json",
         {
@@ -180,5 +192,13 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
     model.eval()
     label_map = LabelMap(_read_json(folder / "labels.json")[1:])
     encoder = _read_json(folder / "encoder.json")
-    text = TextEncoderSettings(encoder["name"], encoder["pooling"], encoder["max_length"])
+    name = encoder["name"]
+    if encoder.get("finetuned"):
+        name = str(folder / ENCODER_FOLDER)
+        if not (folder / ENCODER_FOLDER / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder / ENCODER_FOLDER} holds no fine-tuned encoder (config.json missing); "
+                "the model directory is incomplete, write it again with `mner train`"
+            )
+    text = TextEncoderSettings(name, encoder["pooling"], encoder["max_length"])
     return LoadedModel(model, run, label_map, text, folder)

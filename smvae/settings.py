@@ -118,18 +118,23 @@ class TrainingConfig:
 
 @dataclass
 class EncoderConfig:
-    """Text encoder: Hugging Face name or folder, pooling, piece limit, fine-tuning."""
+    """Text encoder: Hugging Face name or folder, pooling, piece limit, fine-tuning.
+
+    ``finetune=false`` reads frozen word vectors from the feature cache; ``true`` trains
+    the encoder with the model (:mod:`smvae.word_encoder`), at ``learning_rate`` when it
+    is set and at ``training.learning_rate`` otherwise.
+    """
 
     name: str = "minilm"
     pooling: str = "first"
     max_length: int = 256
     finetune: bool = False
+    learning_rate: float | None = None
 
     def __post_init__(self) -> None:
-        if self.finetune:
-            raise NotImplementedError(
-                "encoder.finetune=true is not implemented yet; use encoder.finetune=false "
-                "(frozen, cached encoder features)"
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(
+                f"encoder.learning_rate must be positive or null, got {self.learning_rate}"
             )
 
 

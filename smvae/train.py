@@ -3,7 +3,9 @@
 ``run_training`` is the function that ``mner train`` and every sweep trial call. It
 reads the cached features (building them first when needed), draws the labelled
 subset, trains with Adam, keeps the state with the best development F1, scores the
-test split once with that state and returns the metrics and per-epoch rows.
+test split once with that state and returns the metrics and per-epoch rows. With
+``encoder.finetune=true`` there is no text cache: the text encoder trains with the
+model (:mod:`smvae.word_encoder`) and early stopping keeps both.
 
 Training step: one labelled batch (L1 + L2) and, in the semi-supervised setting, one
 unlabelled batch (L3); the loss is ``lambda * L1 + L2 + L3`` with
@@ -15,6 +17,7 @@ data it is one pass over the labelled tweets.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from smvae.batching import LabelMap, SpanBatch, collate, keep_spans, sample_training_spans
 from smvae.corpus import SplitData, prepare_dataset
@@ -54,6 +58,7 @@ from smvae.model import (
 from smvae.model_dir import save_model_dir
 from smvae.settings import RunSettings
 from smvae.spans import Span, spans_from_tags
+from smvae.word_encoder import WordEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +92,39 @@ def text_settings(run: RunSettings) -> TextEncoderSettings:
     return TextEncoderSettings(run.encoder.name, run.encoder.pooling, run.encoder.max_length)
 
 
+def word_encoder(run: RunSettings) -> WordEncoder | None:
+    """Load the run's text encoder as a trainable module when it is fine-tuned, else None."""
+    return WordEncoder.load(text_settings(run)) if run.encoder.finetune else None
+
+
+def trainable_modules(model: nn.Module, encoder: WordEncoder | None) -> nn.Module:
+    """What the optimiser trains and early stopping keeps: the model, and a fine-tuned encoder."""
+    if encoder is None:
+        return model
+    return nn.ModuleDict({"model": model, "encoder": encoder})
+
+
+def new_optimizer(
+    run: RunSettings, model: nn.Module, encoder: WordEncoder | None
+) -> torch.optim.Optimizer:
+    """Adam: the model at ``training.learning_rate``, a fine-tuned encoder at its own rate."""
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if encoder is not None:
+        rate = run.encoder.learning_rate or run.training.learning_rate
+        groups.append({"params": list(encoder.parameters()), "lr": rate})
+    return torch.optim.Adam(groups, lr=run.training.learning_rate)
+
+
+def scoring_split(split: SplitData, encoder: WordEncoder | None) -> SplitData:
+    """The split as scoring reads it: with the fine-tuned encoder's current word vectors.
+
+    With a frozen encoder the split already holds its cached vectors and comes back as is.
+    """
+    if encoder is None:
+        return split
+    return dataclasses.replace(split, words=encoder.encode_split(split.tweets))
+
+
 def image_settings(run: RunSettings) -> ImageEncoderSettings | None:
     if run.images.name == "none":
         return None
@@ -105,10 +143,17 @@ def prepare_features(
         run.dataset,
         data_dir(run.data_dir),
         cache_dir(run.cache_dir),
-        text_settings(run),
+        None if run.encoder.finetune else text_settings(run),
         image_settings(run),
         progress=progress,
     )
+
+
+def split_word_dim(split: SplitData) -> int:
+    """Size of the cached word vectors of a split."""
+    if split.words is None:
+        raise ValueError(f"split {split.name} has no cached word vectors")
+    return split.words.dim
 
 
 def image_coverage(splits: Mapping[str, SplitData]) -> float:
@@ -151,7 +196,11 @@ def cycle_batches(
 
 @dataclass
 class Trainer:
-    """State of one run: model, optimiser, data and the random generators."""
+    """State of one run: model, optimiser, data and the random generators.
+
+    ``encoder`` is the text encoder when it is fine-tuned (None: cached word vectors) and
+    ``trainable`` what the optimiser trains (:func:`trainable_modules`).
+    """
 
     run: RunSettings
     model: SMVAE
@@ -162,20 +211,31 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     python_random: random.Random
     torch_generator: torch.Generator
+    encoder: WordEncoder | None = None
+
+    @property
+    def trainable(self) -> nn.Module:
+        return trainable_modules(self.model, self.encoder)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def batch(self, split: str, indices: Sequence[int]) -> SpanBatch:
+        """Collate tweets of a split; a fine-tuned encoder encodes their words (with gradient)."""
         config = self.model.config
+        data = self.splits[split]
+        words = None
+        if self.encoder is not None:
+            words = self.encoder([data.tweets[i].words for i in indices])  # [B, N, Dw]
         return collate(
-            self.splits[split],
+            data,
             indices,
             self.label_map,
             config.max_span_len,
             config.image_dim,
             config.use_images,
+            words,
         ).to(self.device)
 
     @property
@@ -222,7 +282,7 @@ def train_step(
     trainer.optimizer.zero_grad()
     loss.total.backward()
     if training.gradient_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), training.gradient_clip)
+        torch.nn.utils.clip_grad_norm_(trainer.trainable.parameters(), training.gradient_clip)
     trainer.optimizer.step()
     return loss.to_floats()
 
@@ -243,7 +303,7 @@ def unlabelled_step_loss(trainer: Trainer, unlabelled_ids: list[int]) -> Any:
 def train_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     """Run one epoch; return the mean of each loss term over its steps."""
     training = trainer.run.training
-    trainer.model.train()
+    trainer.trainable.train()
     unlabelled_batch_size = training.unlabelled_batch_size or training.batch_size
     unlabelled_batches: list[list[int] | None]
     if trainer.unlabelled:
@@ -304,7 +364,7 @@ def predict_split(trainer: Trainer, split: str) -> list[list[Span]]:
     """Decoded entity spans of every tweet of a training-run split, in tweet order."""
     predicted = predict_spans(
         trainer.model,
-        trainer.splits[split],
+        scoring_split(trainer.splits[split], trainer.encoder),
         trainer.label_map,
         trainer.run.training.eval_batch_size,
     )
@@ -335,9 +395,14 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
     label_map = LabelMap(ENTITY_TYPES)
     images = splits["train"].images
     image_dim = int(images.pooled.shape[1]) if images is not None else None
-    model = SMVAE(build_model_config(run, splits["train"].words.dim, label_map, image_dim))
-    model.to(select_device(run.training.device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.training.learning_rate)
+    encoder = word_encoder(run)
+    word_dim = encoder.dim if encoder is not None else split_word_dim(splits["train"])
+    model = SMVAE(build_model_config(run, word_dim, label_map, image_dim))
+    device = select_device(run.training.device)
+    model.to(device)
+    if encoder is not None:
+        encoder.to(device)
+    optimizer = new_optimizer(run, model, encoder)
     generator = torch.Generator().manual_seed(run.seed)
     return Trainer(
         run,
@@ -349,6 +414,7 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
         optimizer,
         random.Random(run.seed),
         generator,
+        encoder,
     )
 
 
@@ -365,7 +431,7 @@ def fit(trainer: Trainer, on_epoch: EpochCallback | None) -> tuple[list[dict[str
     """Train with early stopping on development F1, then load the state of the best epoch."""
     training = trainer.run.training
     epochs, best_epoch, _ = fit_with_early_stopping(
-        trainer.model,
+        trainer.trainable,
         training.epochs,
         training.patience,
         lambda epoch: train_epoch(trainer, epoch),

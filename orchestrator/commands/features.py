@@ -73,6 +73,7 @@ def run_build(args: argparse.Namespace) -> int:
         progress=True,
     )
     for name, split in prepared.items():
+        assert split.words is not None  # text settings were given, so every split has a cache
         line = f"{args.dataset}/{name}: {len(split)} tweets, words in {split.words.folder}"
         if split.images is not None:
             line += f", images {100 * split.images.coverage:.1f}% in {split.images.folder}"
