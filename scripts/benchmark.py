@@ -44,7 +44,7 @@ def benchmark_features(dataset: str, threads: int) -> None:
         prepare_dataset(dataset, data_dir(), cache, TextEncoderSettings(), None)
         second = time.perf_counter() - started
         tweets = sum(len(s) for s in splits.values())
-        words = sum(s.words.meta["words"] for s in splits.values())
+        words = sum(s.words.meta["words"] for s in splits.values() if s.words is not None)
         print(
             "| dataset | tweets | words | threads | first build (s) | tweets/s | "
             "second call (s) | peak RSS (MiB) | cache (MiB) |"
