@@ -110,6 +110,9 @@ def expand_grid(spec: SweepSpec) -> list[dict[str, Any]]:
                 }
                 if latent is not None:
                     trial["latent_size"] = latent
+                # Only when given, so that trials of specs without it keep their keys.
+                if spec.strategies.get(method):
+                    trial["strategy"] = copy.deepcopy(spec.strategies[method])
                 trials.append(trial)
     return trials
 

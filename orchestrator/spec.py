@@ -14,6 +14,7 @@ Example::
     labelled: [100]            # counts, shares in (0, 1], "all", or {setting: list}
     setting: semi-supervised   # or a list, or {method: setting(s)}
     training: {epochs: 5, batch_size: 16}
+    strategies: {st: {rounds: 2}}   # settings of a method's semi-supervised strategy
     images: none
     resources: {cpus_per_trial: 1}
 """
@@ -165,6 +166,7 @@ class SweepSpec:
     latent_sizes: list[int] | None = None
     model: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    strategies: dict[str, dict[str, Any]] = field(default_factory=dict)
     encoder: EncoderSpec = field(default_factory=EncoderSpec)
     images: ImagesSpec = field(default_factory=ImagesSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
@@ -230,6 +232,7 @@ SPEC_KEYS = [
     "setting",
     "model",
     "training",
+    "strategies",
     "encoder",
     "images",
     "resources",
@@ -319,6 +322,23 @@ def _parse_extra_methods(values: Any) -> dict[str, dict[str, Any]]:
     return extra
 
 
+def _parse_strategies(values: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Strategy settings per method; each must name a method of the spec.
+
+    The settings themselves are checked against the method's strategy when the trials
+    are validated (``RunSettings``), which names the unknown key.
+    """
+    strategies: dict[str, dict[str, Any]] = {}
+    for method, settings in _check_mapping("strategies", values).items():
+        if method not in methods:
+            raise SpecError(
+                f"invalid spec: strategies.{method} names no method of the spec; "
+                f"methods: {', '.join(methods)}"
+            )
+        strategies[str(method)] = _check_mapping(f"strategies.{method}", settings)
+    return strategies
+
+
 def _parse_settings(value: Any, methods: list[str]) -> dict[str, list[str]]:
     """Resolve ``setting`` (absent, one, a list, or per method) to each method's settings.
 
@@ -395,6 +415,7 @@ def parse_spec(values: Mapping[str, Any], overrides: list[str] | None = None) ->
         latent_sizes=None if latent is None else _as_list(latent),
         model=_check_mapping("model", raw.get("model")),
         training=_check_mapping("training", raw.get("training")),
+        strategies=_parse_strategies(raw.get("strategies"), methods),
         encoder=_build(EncoderSpec, "encoder", raw.get("encoder")),
         images=_build(ImagesSpec, "images", _normalise_images(raw.get("images"))),
         resources=_build(ResourcesSpec, "resources", raw.get("resources")),

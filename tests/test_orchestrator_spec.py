@@ -22,7 +22,7 @@ from orchestrator.grid import CODE_VERSION, expand_grid, trial_key
 from orchestrator.provenance import git_state, package_versions
 from orchestrator.spec import ResourcesSpec, SpecError, dump_spec, load_spec, parse_spec
 from orchestrator.submit import SPEC_ENV, job_entrypoint, job_runtime_env
-from orchestrator.sweep import plan_resources, run_status, run_sweep
+from orchestrator.sweep import plan_resources, run_status, run_sweep, validate_trials
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -150,6 +150,24 @@ def test_labelled_sizes_per_setting() -> None:
     with pytest.raises(SpecError, match=r"labelled\.semi-supervised"):
         parse_spec(
             spec_with(setting=["supervised", "semi-supervised"], labelled={"supervised": [1.0]})
+        )
+
+
+def test_strategy_settings_per_method() -> None:
+    spec = parse_spec(
+        spec_with(methods=["smvae", "st"], strategies={"st": {"rounds": 2, "threshold": 0.8}})
+    )
+    trials = expand_grid(spec)
+    by_method = {t["method"]: t for t in trials}
+
+    assert by_method["st"]["strategy"] == {"rounds": 2, "threshold": 0.8}
+    assert "strategy" not in by_method["smvae"]
+    validate_trials(trials)
+    with pytest.raises(SpecError, match=r"strategies\.em names no method"):
+        parse_spec(spec_with(methods=["st"], strategies={"em": {"weight": 1.0}}))
+    with pytest.raises(SpecError, match=r"unknown setting strategy\.round"):
+        validate_trials(
+            expand_grid(parse_spec(spec_with(methods=["st"], strategies={"st": {"round": 2}})))
         )
 
 
