@@ -12,6 +12,7 @@ cached features, the setting for machines without a GPU; the paper fine-tunes
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,6 +297,39 @@ def _images_mapping(value: Any) -> Mapping[str, Any] | None:
     raise ValueError(f"images must be a policy name or a mapping, got {value!r}")
 
 
+# A float in YAML 1.2 notation: PyYAML follows YAML 1.1, which needs a dot in the
+# mantissa and a sign in the exponent, so it reads ``1e-5`` and ``2e3`` as strings.
+_FLOAT_PATTERN = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$"
+    r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+)
+
+
+def _yaml_loader() -> Any:
+    """Return a safe YAML loader class that also reads ``1e-5`` and ``2e3`` as numbers."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # Drop the YAML 1.1 float rule, then add one that matches YAML 1.2 floats. Integers
+    # are matched first by their own rule, so ``3`` stays an int.
+    resolvers = {
+        first: [(tag, rule) for tag, rule in rules if tag != "tag:yaml.org,2002:float"]
+        for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.yaml_implicit_resolvers = resolvers
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
+    return Loader
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text safely, reading exponent floats such as ``1e-5`` as numbers."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())
+
+
 def load_yaml(path: str | Path) -> Any:
     """Read a YAML file; a syntax error raises ValueError naming the file, line and column."""
     import yaml
@@ -306,7 +340,7 @@ def load_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -321,8 +355,6 @@ def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str
     a list. A missing ``=`` or an empty key raises ValueError naming the override.
     """
     import copy
-
-    import yaml
 
     result: dict[str, Any] = copy.deepcopy(dict(values))
     for override in overrides:
@@ -340,5 +372,5 @@ def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str
             if not isinstance(child, dict):
                 raise ValueError(f"invalid override {override!r}: {part} is not a mapping")
             target = child
-        target[parts[-1]] = yaml.safe_load(raw) if raw else ""
+        target[parts[-1]] = parse_yaml(raw) if raw else ""
     return result

@@ -91,6 +91,19 @@ def test_overrides_apply_before_validation() -> None:
         parse_spec(BASE, ["seeds"])
 
 
+def test_exponent_floats_read_as_numbers(tmp_path: Path) -> None:
+    # PyYAML alone reads 1e-5 as the string "1e-5" (YAML 1.1 wants 1.0e-5).
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(BASE) + "training: {learning_rate: 1e-5}\n")
+
+    spec = load_spec(spec_file, ["encoder.learning_rate=2e-5", "training.epochs=3"])
+
+    assert spec.training["learning_rate"] == 1e-5
+    assert spec.encoder.learning_rate == 2e-5
+    assert spec.training["epochs"] == 3
+    assert isinstance(spec.training["epochs"], int)
+
+
 def test_setting_applies_to_methods_that_support_it(tmp_path: Path) -> None:
     extra = {
         "sup": {"target": "m:f", "settings": ["supervised"]},

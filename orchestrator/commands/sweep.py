@@ -51,13 +51,13 @@ def read_spec(source: str, overrides: list[str]) -> SweepSpec:
     """Load a spec from a file, or from an environment variable with ``env:NAME``."""
     if not source.startswith(ENV_PREFIX):
         return load_spec(source, overrides)
-    import yaml
+    from smvae.settings import parse_yaml
 
     name = source[len(ENV_PREFIX) :]
     text = os.environ.get(name)
     if text is None:
         raise SpecError(f"environment variable {name} with the spec is not set")
-    values = yaml.safe_load(text)
+    values = parse_yaml(text)
     if not isinstance(values, dict):
         raise SpecError(f"environment variable {name}: expected a YAML mapping")
     return parse_spec(values, overrides)
