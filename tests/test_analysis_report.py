@@ -260,3 +260,14 @@ def test_cli_report_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixtur
     else:
         with pytest.raises(FileNotFoundError, match="run folder not found"):
             run_cli(argv)
+
+
+def test_cli_report_on_folder_without_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "not_a_run").mkdir()
+    argv = ["report", str(tmp_path / "not_a_run"), "--out", str(tmp_path / "out")]
+
+    assert run_cli(argv) == 2
+    assert "no trial results in" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.md").is_file()

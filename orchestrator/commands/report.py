@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,20 @@ def register(subparsers: Any) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Build the report and print each written path, one per line; return 0."""
+    """Build the report and print each written path, one per line.
+
+    Returns 0, or 2 when no folder held a trial result (a mistyped or unfinished run
+    folder), after writing the report that says so.
+    """
     summary = build_report(args.run_dirs, args.out, data_dir=data_dir(args.data_dir))
     for path in summary.written:
         print(path)
+    if summary.finished == 0 and summary.failed.empty:
+        folders = ", ".join(str(d) for d in args.run_dirs)
+        print(
+            f"mner: error: no trial results in {folders}; give run folders written by "
+            "`mner sweep` (they contain results.parquet or trials/<key>/result.parquet)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
