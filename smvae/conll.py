@@ -132,6 +132,15 @@ def read_tweets(
 
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
+        if "\x00" in line:
+            raise DataFormatError(
+                path,
+                number,
+                line,
+                "NUL character in line",
+                "Save the file as UTF-8 text; a UTF-16 file reads as text with a NUL "
+                "after each character.",
+            )
         if _is_blank(line):
             continue
         if line.startswith(IMGID_PREFIX):

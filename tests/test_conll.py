@@ -149,6 +149,19 @@ def test_line_with_two_tabs_rejected(tmp_path: Path) -> None:
     assert "more than one TAB" in str(error)
 
 
+def test_nul_character_rejected(tmp_path: Path) -> None:
+    error, path = read_error(tmp_path, b"IMGID:1\nab\x00c\tO\n")
+    assert f"{path}:2:" in str(error)
+    assert "NUL character" in str(error)
+
+
+def test_utf16_file_rejected(tmp_path: Path) -> None:
+    # UTF-16 text of ASCII is valid UTF-8 with a NUL after each character.
+    error, path = read_error(tmp_path, "IMGID:1\na\tO\n".encode("utf-16-le"))
+    assert f"{path}:1:" in str(error)
+    assert "UTF-8" in str(error)
+
+
 def test_tweet_without_tokens_rejected(tmp_path: Path) -> None:
     error, path = read_error(tmp_path, b"IMGID:1\na\tO\n\nIMGID:2\n\nIMGID:3\nb\tO\n")
     message = str(error)
