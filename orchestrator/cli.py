@@ -49,9 +49,20 @@ def configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _is_override(item: str) -> bool:
+    """Return whether a command-line word reads as a ``key=value`` override."""
+    return "=" in item and not item.startswith("-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option, so overrides written
+    # after an option (``mner train CONFIG --out DIR seed=1``) arrive here.
+    if extra and hasattr(args, "overrides") and all(_is_override(item) for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     configure_logging(args.verbose)
     try:
         return int(args.handler(args))

@@ -450,3 +450,19 @@ def test_result_row_takes_method_description() -> None:
     assert row["images"] == "none"
     assert row["image_encoder"] == "none"
     assert row["test_f1"] == 40.0
+
+
+def test_cli_overrides_after_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(BASE))
+    run_dir = tmp_path / "runs"
+
+    assert main(["sweep", str(spec_file), "--dry-run", "--run-dir", str(run_dir), "seeds=[7]"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed=7" in printed
+    assert "seed=0" not in printed
+    with pytest.raises(SystemExit):
+        main(["sweep", str(spec_file), "--dry-run", "not-an-override"])
+    assert "unrecognized arguments: not-an-override" in capsys.readouterr().err
