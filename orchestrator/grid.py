@@ -67,7 +67,10 @@ def _seed_pairs(spec: SweepSpec) -> Iterator[tuple[int, int]]:
 
 
 def encoder_settings(spec: SweepSpec) -> dict[str, Any]:
-    """The trial's ``encoder`` mapping; ``learning_rate`` only when set, so keys stay stable."""
+    """Return the trial's ``encoder`` mapping, with ``learning_rate`` only when it is set.
+
+    Leaving the unset key out keeps the trial keys of older specs unchanged.
+    """
     values: dict[str, Any] = {
         "name": spec.encoder.name,
         "pooling": spec.encoder.pooling,

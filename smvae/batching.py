@@ -61,7 +61,7 @@ class LabelMap:
 
 
 def cached_word_batch(split: SplitData, indices: Sequence[int]) -> torch.Tensor:
-    """Padded word vectors [B, N, Dw] of some tweets of a split, read from its feature cache."""
+    """Return padded word vectors [B, N, Dw] of some tweets, read from the split's feature cache."""
     if split.words is None:
         raise ValueError(
             f"split {split.name} has no cached word vectors (encoder.finetune=true); "
@@ -85,9 +85,9 @@ def collate(
 ) -> SpanBatch:
     """Build the padded tensors of the given tweets of a split.
 
-    ``words`` [B, N, Dw] are the tweets' word vectors when the caller computed them (a
-    fine-tuned encoder, whose output carries gradient); otherwise they come from the
-    split's feature cache.
+    ``words`` [B, N, Dw] are the tweets' word vectors when the caller computed them, as a
+    fine-tuned encoder does (its output carries gradient). Without them the vectors come
+    from the split's feature cache.
     """
     tweets = [split.tweets[i] for i in indices]
     num_words = max(len(t) for t in tweets)

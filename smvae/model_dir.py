@@ -197,7 +197,7 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
         name = str(folder / ENCODER_FOLDER)
         if not (folder / ENCODER_FOLDER / "config.json").is_file():
             raise FileNotFoundError(
-                f"{folder / ENCODER_FOLDER} holds no fine-tuned encoder (config.json missing); "
+                f"{folder / ENCODER_FOLDER} contains no fine-tuned encoder (config.json missing); "
                 "the model directory is incomplete, write it again with `mner train`"
             )
     text = TextEncoderSettings(name, encoder["pooling"], encoder["max_length"])

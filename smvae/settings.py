@@ -121,9 +121,9 @@ class TrainingConfig:
 class EncoderConfig:
     """Text encoder: Hugging Face name or folder, pooling, piece limit, fine-tuning.
 
-    ``finetune=false`` reads frozen word vectors from the feature cache; ``true`` trains
-    the encoder with the model (:mod:`smvae.word_encoder`), at ``learning_rate`` when it
-    is set and at ``training.learning_rate`` otherwise.
+    ``finetune=false`` reads frozen word vectors from the feature cache. ``true`` trains
+    the encoder with the model (:mod:`smvae.word_encoder`), at ``learning_rate`` if set,
+    else at ``training.learning_rate``.
     """
 
     name: str = "minilm"

@@ -98,7 +98,7 @@ def word_encoder(run: RunSettings) -> WordEncoder | None:
 
 
 def trainable_modules(model: nn.Module, encoder: WordEncoder | None) -> nn.Module:
-    """What the optimiser trains and early stopping keeps: the model, and a fine-tuned encoder."""
+    """Return the modules to train and snapshot: the model and, if fine-tuned, the encoder."""
     if encoder is None:
         return model
     return nn.ModuleDict({"model": model, "encoder": encoder})
@@ -116,9 +116,9 @@ def new_optimizer(
 
 
 def scoring_split(split: SplitData, encoder: WordEncoder | None) -> SplitData:
-    """The split as scoring reads it: with the fine-tuned encoder's current word vectors.
+    """Return the split as scoring reads it, with the fine-tuned encoder's current word vectors.
 
-    With a frozen encoder the split already holds its cached vectors and comes back as is.
+    With a frozen encoder the split already contains its cached vectors and comes back as is.
     """
     if encoder is None:
         return split

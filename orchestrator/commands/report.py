@@ -44,8 +44,8 @@ def register(subparsers: Any) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """Build the report and print each written path, one per line.
 
-    Returns 0, or 2 when no folder held a trial result (a mistyped or unfinished run
-    folder), after writing the report that says so.
+    Returns 0, or 2 when no folder contains a trial result (a mistyped or unfinished
+    run folder). The report is written in both cases.
     """
     summary = build_report(args.run_dirs, args.out, data_dir=data_dir(args.data_dir))
     for path in summary.written:
