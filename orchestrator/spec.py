@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,9 +102,16 @@ class EncoderSpec:
         if not isinstance(self.finetune, bool):
             raise _fail("encoder.finetune", "true or false", self.finetune)
         if self.learning_rate is not None and (
-            not _is_number(self.learning_rate) or not self.learning_rate > 0
+            not _is_number(self.learning_rate) or not 0 < self.learning_rate < math.inf
         ):
-            raise _fail("encoder.learning_rate", "a positive number or null", self.learning_rate)
+            raise _fail(
+                "encoder.learning_rate", "a finite positive number or null", self.learning_rate
+            )
+        if self.learning_rate is not None and not self.finetune:
+            raise SpecError(
+                "invalid spec: encoder.learning_rate is used only with encoder.finetune: true; "
+                "remove it or set encoder.finetune: true"
+            )
 
 
 @dataclass(frozen=True)
@@ -323,17 +331,19 @@ def _parse_extra_methods(values: Any) -> dict[str, dict[str, Any]]:
 
 
 def _parse_strategies(values: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Strategy settings per method; each must name a method of the spec.
+    """Return the strategy settings per method; each key must be a known method.
 
-    The settings themselves are checked against the method's strategy when the trials
-    are validated (``RunSettings``), which names the unknown key.
+    Settings of a known method that the spec does not run are kept but unused, so that
+    ``methods=[st]`` on the command line narrows a spec with settings for several
+    strategies. The settings themselves are checked against the method's strategy when
+    the trials are validated (``RunSettings``), which names the unknown key.
     """
     strategies: dict[str, dict[str, Any]] = {}
     for method, settings in _check_mapping("strategies", values).items():
-        if method not in methods:
+        if method not in known_methods():
             raise SpecError(
-                f"invalid spec: strategies.{method} names no method of the spec; "
-                f"methods: {', '.join(methods)}"
+                f"invalid spec: strategies.{method} is not a method; "
+                f"methods of this spec: {', '.join(methods)}"
             )
         strategies[str(method)] = _check_mapping(f"strategies.{method}", settings)
     return strategies

@@ -170,6 +170,16 @@ def load_text_encoder(name: str) -> tuple[Any, nn.Module]:
     return tokenizer, model
 
 
+def check_max_length(model: nn.Module, settings: TextEncoderSettings) -> None:
+    """Raise ValueError when ``max_length`` exceeds the encoder's position embeddings."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(limit, int) and settings.max_length > limit:
+        raise ValueError(
+            f"encoder.max_length={settings.max_length} exceeds the {limit} positions of "
+            f"encoder {settings.name}; use encoder.max_length={limit} or less"
+        )
+
+
 def encoder_hidden_size(model: nn.Module) -> int:
     """Output vector size of a Hugging Face encoder (``config.hidden_size``)."""
     return int(getattr(model, "config").hidden_size)  # noqa: B009
@@ -347,6 +357,7 @@ def build_text_features(
         logger.info("text features of %s/%s are cached in %s", dataset, split, folder)
         return WordVectors(folder)
     tokenizer, model = encoder if encoder is not None else load_text_encoder(settings.name)
+    check_max_length(model, settings)
     started = time.perf_counter()
 
     def write(temporary: Path) -> None:

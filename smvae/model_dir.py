@@ -171,6 +171,27 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
+def check_saved_encoder(encoder_folder: Path, identity: str | None) -> None:
+    """Raise when a fine-tuned encoder's files are missing or differ from those written.
+
+    A deleted tokenizer file would otherwise load as an almost empty tokenizer, and
+    replaced weights would load silently: both give wrong predictions without an error.
+    """
+    if not (encoder_folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{encoder_folder} contains no fine-tuned encoder (config.json missing); "
+            "the model directory is incomplete, write it again with `mner train`"
+        )
+    found = encoder_identity(str(encoder_folder))
+    if identity is not None and found != identity:
+        raise ValueError(
+            f"the files in {encoder_folder} differ from those the model was saved with "
+            f"(identity {found[:12]}, expected {identity[:12]} from encoder.json); a file "
+            "was changed, removed or damaged, so write the model directory again with "
+            "`mner train`"
+        )
+
+
 def load_model_dir(folder: str | Path) -> LoadedModel:
     """Read a model directory written by :func:`write_model_dir` (SMVAE or a tagger)."""
     folder = Path(folder)
@@ -195,10 +216,6 @@ def load_model_dir(folder: str | Path) -> LoadedModel:
     name = encoder["name"]
     if encoder.get("finetuned"):
         name = str(folder / ENCODER_FOLDER)
-        if not (folder / ENCODER_FOLDER / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{folder / ENCODER_FOLDER} contains no fine-tuned encoder (config.json missing); "
-                "the model directory is incomplete, write it again with `mner train`"
-            )
+        check_saved_encoder(folder / ENCODER_FOLDER, encoder.get("identity"))
     text = TextEncoderSettings(name, encoder["pooling"], encoder["max_length"])
     return LoadedModel(model, run, label_map, text, folder)

@@ -12,6 +12,7 @@ cached features, the setting for machines without a GPU; the paper fine-tunes
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,9 +134,15 @@ class EncoderConfig:
     learning_rate: float | None = None
 
     def __post_init__(self) -> None:
-        if self.learning_rate is not None and not self.learning_rate > 0:
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
             raise ValueError(
-                f"encoder.learning_rate must be positive or null, got {self.learning_rate}"
+                f"encoder.learning_rate must be positive and finite or null, "
+                f"got {self.learning_rate}"
+            )
+        if self.learning_rate is not None and not self.finetune:
+            raise ValueError(
+                "encoder.learning_rate is used only with encoder.finetune=true; "
+                "remove it or set encoder.finetune=true"
             )
 
 

@@ -32,6 +32,7 @@ from smvae.features import (
     InMemoryWordVectors,
     TextEncoderSettings,
     WordPieces,
+    check_max_length,
     encode_tweets,
     encoder_hidden_size,
     load_text_encoder,
@@ -79,6 +80,7 @@ class WordEncoder(nn.Module):
     def load(cls, settings: TextEncoderSettings) -> WordEncoder:
         """Load the tokenizer and weights named by ``settings.name`` (hub name or folder)."""
         tokenizer, encoder = load_text_encoder(settings.name)
+        check_max_length(encoder, settings)
         return cls(tokenizer, encoder, settings)
 
     @property

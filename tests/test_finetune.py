@@ -165,6 +165,16 @@ def test_finetuned_tagger_round_trip(synthetic_root: Path, tmp_path: Path) -> No
     metrics = evaluate_file(loaded, split_path("synthetic", "test", synthetic_root), tmp_path / "e")
     assert metrics["f1"] == pytest.approx(result.metrics["test_f1"], abs=1e-9)
 
+    # A removed tokenizer file would load as a near-empty tokenizer: loading must fail.
+    (model_dir / "encoder" / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="differ from those the model was saved with"):
+        load_model_dir(model_dir)
+
+
+def test_max_length_beyond_positions_rejected() -> None:
+    with pytest.raises(ValueError, match=r"encoder\.max_length=1000 exceeds the 512 positions"):
+        WordEncoder.load(TextEncoderSettings(max_length=1000))
+
 
 def test_encoder_learning_rate_must_be_positive(synthetic_root: Path, tmp_path: Path) -> None:
     values = settings(synthetic_root, tmp_path)
@@ -192,4 +202,10 @@ def test_spec_encoder_learning_rate(tmp_path: Path) -> None:
     }
     spec_file.write_text(base + "encoder: {learning_rate: -1}\n")
     with pytest.raises(SpecError, match=r"encoder\.learning_rate"):
+        load_spec(spec_file)
+    spec_file.write_text(base + "encoder: {finetune: true, learning_rate: .inf}\n")
+    with pytest.raises(SpecError, match=r"encoder\.learning_rate must be a finite"):
+        load_spec(spec_file)
+    spec_file.write_text(base + "encoder: {learning_rate: 1.0e-5}\n")
+    with pytest.raises(SpecError, match=r"only with encoder\.finetune"):
         load_spec(spec_file)
