@@ -271,3 +271,18 @@ def test_cli_report_on_folder_without_results(
     assert run_cli(argv) == 2
     assert "no trial results in" in capsys.readouterr().err
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_shipped_results_rebuild_tables(tmp_path: Path) -> None:
+    # docs/runs contains the result files behind docs/results.md.
+    runs = Path(__file__).resolve().parent.parent / "docs" / "runs"
+    folders = [runs / "semi_supervised_cpu", runs / "supervised_cpu"]
+    summary = build_report(folders, tmp_path / "out")
+
+    assert summary.finished == 48
+    assert summary.failed.empty
+    semi = (tmp_path / "out" / "tables" / "semi_supervised.md").read_text(encoding="utf-8")
+    supervised = (tmp_path / "out" / "tables" / "supervised.md").read_text(encoding="utf-8")
+    assert "| Text | ST | measured |" in semi
+    assert "52.79 ± 2.90 (3)" in semi  # ST, Twitter-2015 F1
+    assert "78.86 ± 0.41 (3)" in supervised  # BERT-BiLSTM-CRF, Twitter-2017 F1
