@@ -242,7 +242,12 @@ def validate_trials(trials: list[dict[str, Any]]) -> None:
         try:
             RunSettings.from_mapping(trial)
         except (ValueError, NotImplementedError) as error:
-            raise SpecError(f"invalid spec for trial {describe_trial(trial)}: {error}") from None
+            where = ""
+            if trial.get("strategy") and "strategy" in str(error):
+                where = f" (set under strategies.{trial['method']} in the spec)"
+            raise SpecError(
+                f"invalid spec for trial {describe_trial(trial)}: {error}{where}"
+            ) from None
 
 
 def run_sweep(

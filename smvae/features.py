@@ -133,9 +133,31 @@ def resolve_encoder_path(name: str) -> str:
     return name
 
 
+def check_encoder_folder(path: str) -> None:
+    """Raise when ``path`` names a local folder that is not a Hugging Face model folder.
+
+    A name that starts with ``/``, ``.`` or ``~``, or an existing folder, is a local path;
+    anything else is a hub name such as ``bert-base-cased``.
+    """
+    folder = Path(path).expanduser()
+    if not (path.startswith(("/", ".", "~")) or folder.is_dir()):
+        return
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"text encoder folder not found: {path}; give a Hugging Face model folder, "
+            "a hub name such as bert-base-cased, or minilm"
+        )
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a Hugging Face model folder (config.json missing); give the folder "
+            "that save_pretrained wrote, a hub name, or minilm"
+        )
+
+
 def _local_model_folder(name: str) -> Path:
     """Return the folder that contains the encoder's files: a local path or the hub snapshot."""
-    path = Path(resolve_encoder_path(name))
+    check_encoder_folder(resolve_encoder_path(name))
+    path = Path(resolve_encoder_path(name)).expanduser()
     if path.is_dir():
         return path
     from huggingface_hub import snapshot_download
@@ -162,7 +184,9 @@ def load_text_encoder(name: str) -> tuple[Any, nn.Module]:
 
     transformers_logging.disable_progress_bar()
     path = resolve_encoder_path(name)
-    if Path(path).is_dir():
+    check_encoder_folder(path)
+    if Path(path).expanduser().is_dir():
+        path = str(Path(path).expanduser())
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path)

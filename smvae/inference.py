@@ -188,10 +188,17 @@ class Predictor:
         if empty:
             raise ValueError(f"input {empty[0] + 1} has no words; every text needs at least one")
         vectors: list[np.ndarray] = [np.zeros(0)] * len(tweets)
-        for index, word_vectors, _ in encode_tweets(
+        for index, word_vectors, lost in encode_tweets(
             tweets, self.tokenizer, self.encoder, self.loaded.text
         ):
             vectors[index] = word_vectors
+            if lost:
+                logger.warning(
+                    "input %d: %d words lie beyond encoder.max_length=%d and get zero vectors",
+                    index + 1,
+                    lost,
+                    self.loaded.text.max_length,
+                )
         pooled = np.zeros((len(tweets), self.loaded.image_dim or RESNET_CHANNELS), dtype=np.float32)
         has_image = np.zeros(len(tweets), dtype=np.uint8)
         for index, item in enumerate(inputs):

@@ -42,7 +42,8 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
     if not math.isfinite(loss):
         raise TrainingDivergedError(
             f"non-finite loss {loss} at epoch {epoch}, batch {step}; "
-            "lower training.learning_rate or set training.gradient_clip"
+            "lower training.learning_rate (and encoder.learning_rate when fine-tuning) "
+            "or set training.gradient_clip"
         )
 
 

@@ -134,6 +134,13 @@ class EncoderConfig:
     learning_rate: float | None = None
 
     def __post_init__(self) -> None:
+        if self.pooling not in ("first", "mean"):
+            raise ValueError(f"encoder.pooling must be first or mean, got {self.pooling!r}")
+        if self.max_length < 3:
+            raise ValueError(
+                f"encoder.max_length must be at least 3 ([CLS], one piece, [SEP]), "
+                f"got {self.max_length}"
+            )
         if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
             raise ValueError(
                 f"encoder.learning_rate must be positive and finite or null, "
@@ -252,7 +259,12 @@ class RunSettings:
         from baselines import strategies
 
         config_class = getattr(strategies, STRATEGY_CONFIGS[self.method])
-        config = build_dataclass(config_class, self.strategy, "strategy")
+        try:
+            config = build_dataclass(config_class, self.strategy, "strategy")
+        except ValueError as error:
+            if "strategy." in str(error):
+                raise
+            raise ValueError(f"invalid {self.method} strategy setting: {error}") from None
         return dict(config.to_dict())
 
     def strategy_config(self) -> Any:

@@ -75,6 +75,7 @@ class WordEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.encoder = encoder
         self.settings = settings
+        self.truncation_logged = False
 
     @classmethod
     def load(cls, settings: TextEncoderSettings) -> WordEncoder:
@@ -117,12 +118,24 @@ class WordEncoder(nn.Module):
         self.eval()
         try:
             vectors: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)] * len(tweets)
-            for index, word_vectors, _ in encode_tweets(
+            truncated = 0
+            for index, word_vectors, lost in encode_tweets(
                 tweets, self.tokenizer, self.encoder, self.settings
             ):
                 vectors[index] = word_vectors
+                truncated += lost
         finally:
             self.train(was_training)
+        if truncated and not self.truncation_logged:
+            # Logged once per encoder: the same tweets are encoded again every epoch.
+            logger.warning(
+                "%d words of %d tweets lie beyond encoder.max_length=%d and get zero "
+                "vectors; they are still scored",
+                truncated,
+                len(tweets),
+                self.settings.max_length,
+            )
+            self.truncation_logged = True
         return InMemoryWordVectors(vectors, self.dim)
 
     def save(self, folder: Path) -> None:

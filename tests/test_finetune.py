@@ -209,3 +209,26 @@ def test_spec_encoder_learning_rate(tmp_path: Path) -> None:
     spec_file.write_text(base + "encoder: {learning_rate: 1.0e-5}\n")
     with pytest.raises(SpecError, match=r"only with encoder\.finetune"):
         load_spec(spec_file)
+
+
+def test_encoder_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="text encoder folder not found"):
+        load_text_encoder(str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face model folder"):
+        load_text_encoder(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [
+        ({"pooling": "max"}, r"encoder\.pooling must be first or mean"),
+        ({"max_length": 2}, r"encoder\.max_length must be at least 3"),
+    ],
+)
+def test_encoder_settings_rejected(
+    encoder: dict[str, Any], message: str, synthetic_root: Path, tmp_path: Path
+) -> None:
+    values = settings(synthetic_root, tmp_path)
+    values["encoder"] = encoder
+    with pytest.raises(ValueError, match=message):
+        RunSettings.from_mapping(values)

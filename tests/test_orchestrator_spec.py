@@ -176,6 +176,10 @@ def test_strategy_settings_per_method() -> None:
     assert by_method["st"]["strategy"] == {"rounds": 2, "threshold": 0.8}
     assert "strategy" not in by_method["smvae"]
     validate_trials(trials)
+    with pytest.raises(SpecError, match=r"rounds must be at least 1.*strategies\.st"):
+        validate_trials(
+            expand_grid(parse_spec(spec_with(methods=["st"], strategies={"st": {"rounds": 0}})))
+        )
     narrowed = parse_spec(spec_with(methods=["st"], strategies={"em": {"weight": 1.0}}))
     assert ["strategy" in t for t in expand_grid(narrowed)] == [False, False]
     with pytest.raises(SpecError, match=r"strategies\.crf-magic is not a method"):
