@@ -234,6 +234,10 @@ def start_local_head(
         f"--port={gcs_port}",
         f"--dashboard-host={LOOPBACK_HOST}",
         f"--dashboard-port={dashboard_port}",
+        # Ray's fixed defaults (52365 and 10001) clash when two heads run on one machine,
+        # and the job server then answers "No available agent" to every submission.
+        f"--dashboard-agent-listen-port={free_loopback_port()}",
+        f"--ray-client-server-port={free_loopback_port()}",
         "--include-dashboard=true",
         f"--num-cpus={num_cpus}",
         "--disable-usage-stats",

@@ -96,7 +96,8 @@ def test_exponent_floats_read_as_numbers(tmp_path: Path) -> None:
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(BASE) + "training: {learning_rate: 1e-5}\n")
 
-    spec = load_spec(spec_file, ["encoder.learning_rate=2e-5", "training.epochs=3"])
+    overrides = ["encoder.finetune=true", "encoder.learning_rate=2e-5", "training.epochs=3"]
+    spec = load_spec(spec_file, overrides)
 
     assert spec.training["learning_rate"] == 1e-5
     assert spec.encoder.learning_rate == 2e-5
