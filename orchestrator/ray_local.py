@@ -235,7 +235,7 @@ def start_local_head(
         f"--dashboard-host={LOOPBACK_HOST}",
         f"--dashboard-port={dashboard_port}",
         # Ray's fixed defaults (52365 and 10001) clash when two heads run on one machine,
-        # and the job server then answers "No available agent" to every submission.
+        # and the job server then rejects every submission with "No available agent".
         f"--dashboard-agent-listen-port={free_loopback_port()}",
         f"--ray-client-server-port={free_loopback_port()}",
         "--include-dashboard=true",

@@ -136,8 +136,8 @@ def resolve_encoder_path(name: str) -> str:
 def check_encoder_folder(path: str) -> None:
     """Raise when ``path`` names a local folder that is not a Hugging Face model folder.
 
-    A name that starts with ``/``, ``.`` or ``~``, or an existing folder, is a local path;
-    anything else is a hub name such as ``bert-base-cased``.
+    A name that starts with ``/``, ``.`` or ``~`` is a local path, and so is an existing
+    folder. Anything else is a hub name such as ``bert-base-cased``.
     """
     folder = Path(path).expanduser()
     if not (path.startswith(("/", ".", "~")) or folder.is_dir()):
