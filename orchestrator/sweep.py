@@ -387,8 +387,9 @@ def _prepare_features(
         num_cpus=plan.largest_node_cpus, num_gpus=plan.worker_gpus, max_retries=0
     )
     threads = max(1, math.floor(plan.largest_node_cpus))
+    caches = "feature cache" if len(groups) == 1 else "feature caches"
     if groups and progress:
-        progress(f"preparing {len(groups)} feature caches before the trials")
+        progress(f"preparing {len(groups)} {caches} before the trials")
     futures = {
         group: remote.remote(group[0], copy.deepcopy(members[0][1]), threads)
         for group, members in groups.items()
@@ -408,7 +409,7 @@ def _prepare_features(
                 )
                 failed.add(key)
     if groups and progress:
-        progress(f"prepared {len(groups)} feature caches")
+        progress(f"prepared {len(groups)} {caches}")
     return [(key, trial) for key, trial in pending if key not in failed]
 
 
