@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,9 @@ def write_model_dir(
         "max_length": run.encoder.max_length,
         "finetuned": encoder is not None,
     }
+    if encoder is None and (folder / ENCODER_FOLDER).is_dir():
+        # A model written earlier into this folder was fine-tuned; its encoder is stale.
+        shutil.rmtree(folder / ENCODER_FOLDER)
     if encoder is not None:
         encoder.save(folder / ENCODER_FOLDER)
         # The trained weights are what the model reads; the base encoder stays on record.

@@ -170,6 +170,12 @@ def test_finetuned_tagger_round_trip(synthetic_root: Path, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="differ from those the model was saved with"):
         load_model_dir(model_dir)
 
+    # A frozen model written into the same folder leaves no stale encoder behind.
+    values["encoder"] = {"finetune": False}
+    run_tagger_training(values, model_dir=model_dir)
+    assert not (model_dir / "encoder").exists()
+    assert load_model_dir(model_dir).text.name == "minilm"
+
 
 def test_max_length_beyond_positions_rejected() -> None:
     with pytest.raises(ValueError, match=r"encoder\.max_length=1000 exceeds the 512 positions"):
