@@ -56,7 +56,6 @@ from smvae.loop import (
     check_finite,
     fit_with_early_stopping,
     result_metrics,
-    select_device,
 )
 from smvae.metrics import Scores, score_spans
 from smvae.model import SMVAEConfig
@@ -67,13 +66,13 @@ from smvae.train import (
     TrainingResult,
     cycle_batches,
     iterate_batches,
-    labelled_subset,
+    load_word_source,
+    move_to_run_device,
     new_optimizer,
     scoring_split,
     seed_everything,
-    split_word_dim,
     trainable_modules,
-    word_encoder,
+    training_indices,
 )
 from smvae.train import prepare_features as prepare_smvae_features
 from smvae.word_encoder import WordEncoder
@@ -207,22 +206,10 @@ def build_strategy(run: RunSettings) -> Strategy | None:
 def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> TaggerTrainer:
     """Draw the labelled subset and create the tagger and optimiser, seeded as SMVAE is."""
     seed_everything(run.seed)
-    train_size = len(splits["train"])
-    count = run.labelled_count(train_size)
-    labelled = labelled_subset(
-        train_size, count, run.labelled_seed, get_dataset(run.dataset, run.data_dir).checksum
-    )
-    unlabelled: list[int] = []
-    if run.setting == "semi-supervised":
-        chosen = set(labelled)
-        unlabelled = [i for i in range(train_size) if i not in chosen]
-    encoder = word_encoder(run)
-    word_dim = encoder.dim if encoder is not None else split_word_dim(splits["train"])
+    labelled, unlabelled = training_indices(run, splits)
+    encoder, word_dim = load_word_source(run, splits)
     tagger = build_tagger(build_tagger_config(run, word_dim))
-    device = select_device(run.training.device)
-    tagger.to(device)
-    if encoder is not None:
-        encoder.to(device)
+    move_to_run_device(run, tagger, encoder)
     return TaggerTrainer(
         run,
         tagger,
@@ -245,8 +232,8 @@ def collate_words(
 ) -> TagBatch:
     """Pad the word vectors of the given tweets of a split into one batch (no tags).
 
-    With ``encoder`` (fine-tuning mode) the vectors come from it and carry gradient;
-    otherwise they come from the split's feature cache.
+    With ``encoder`` (fine-tuning mode) the vectors come from it and carry gradient.
+    Otherwise they come from the split's feature cache.
     """
     lengths = [len(split.tweets[i]) for i in indices]
     if encoder is not None:

@@ -82,8 +82,8 @@ def _check_keys(path: str, values: Mapping[str, Any], known: list[str]) -> None:
 class EncoderSpec:
     """Text encoder: a name (``minilm`` or a Hugging Face name or folder), pooling, limit.
 
-    ``finetune`` trains the encoder with each model's head; ``learning_rate`` is then the
-    encoder's own rate (null: ``training.learning_rate``).
+    ``finetune`` trains the encoder with each model's head, and ``learning_rate`` is then
+    the encoder's own rate (null: ``training.learning_rate``).
     """
 
     name: str = "minilm"
@@ -331,7 +331,7 @@ def _parse_extra_methods(values: Any) -> dict[str, dict[str, Any]]:
 
 
 def _parse_strategies(values: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Return the strategy settings per method; each key must be a known method.
+    """Return the strategy settings per method, keyed by known method names.
 
     Settings of a known method that the spec does not run are kept but unused, so that
     ``methods=[st]`` on the command line narrows a spec with settings for several

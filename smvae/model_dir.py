@@ -127,11 +127,11 @@ def write_model_dir(
         "finetuned": encoder is not None,
     }
     if encoder is None and (folder / ENCODER_FOLDER).is_dir():
-        # A model written earlier into this folder was fine-tuned; its encoder is stale.
+        # A model written earlier into this folder was fine-tuned, so its encoder is stale.
         shutil.rmtree(folder / ENCODER_FOLDER)
     if encoder is not None:
         encoder.save(folder / ENCODER_FOLDER)
-        # The trained weights are what the model reads; the base encoder stays on record.
+        # The model reads the trained weights, and base_identity keeps the base encoder on record.
         encoder_facts["base_identity"] = encoder_facts["identity"]
         encoder_facts["path"] = ENCODER_FOLDER
         encoder_facts["identity"] = encoder_identity(str(folder / ENCODER_FOLDER))

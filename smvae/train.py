@@ -107,7 +107,7 @@ def trainable_modules(model: nn.Module, encoder: WordEncoder | None) -> nn.Modul
 def new_optimizer(
     run: RunSettings, model: nn.Module, encoder: WordEncoder | None
 ) -> torch.optim.Optimizer:
-    """Adam: the model at ``training.learning_rate``, a fine-tuned encoder at its own rate."""
+    """Create Adam for the model at ``training.learning_rate`` and an encoder at its own rate."""
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if encoder is not None:
         rate = run.encoder.learning_rate or run.training.learning_rate
@@ -150,7 +150,7 @@ def prepare_features(
 
 
 def split_word_dim(split: SplitData) -> int:
-    """Size of the cached word vectors of a split."""
+    """Return the size of the cached word vectors of a split."""
     if split.words is None:
         raise ValueError(f"split {split.name} has no cached word vectors")
     return split.words.dim
@@ -222,7 +222,7 @@ class Trainer:
         return next(self.model.parameters()).device
 
     def batch(self, split: str, indices: Sequence[int]) -> SpanBatch:
-        """Collate tweets of a split; a fine-tuned encoder encodes their words (with gradient)."""
+        """Collate tweets of a split. A fine-tuned encoder encodes their words, with gradient."""
         config = self.model.config
         data = self.splits[split]
         words = None
@@ -380,9 +380,11 @@ def evaluate(trainer: Trainer, split: str) -> tuple[Scores, Scores]:
     return lenient, score_spans(strict_gold, predictions, ENTITY_TYPES)
 
 
-def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
-    """Draw the labelled subset and create the model and optimiser, seeded by the run."""
-    seed_everything(run.seed)
+def training_indices(run: RunSettings, splits: dict[str, SplitData]) -> tuple[list[int], list[int]]:
+    """Return the labelled and unlabelled training-split indices of a run.
+
+    The unlabelled list is empty in the supervised setting.
+    """
     train_size = len(splits["train"])
     count = run.labelled_count(train_size)
     labelled = labelled_subset(
@@ -392,16 +394,36 @@ def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
     if run.setting == "semi-supervised":
         chosen = set(labelled)
         unlabelled = [i for i in range(train_size) if i not in chosen]
-    label_map = LabelMap(ENTITY_TYPES)
-    images = splits["train"].images
-    image_dim = int(images.pooled.shape[1]) if images is not None else None
+    return labelled, unlabelled
+
+
+def load_word_source(
+    run: RunSettings, splits: dict[str, SplitData]
+) -> tuple[WordEncoder | None, int]:
+    """Return the fine-tuned encoder (None with cached vectors) and the word vector size."""
     encoder = word_encoder(run)
     word_dim = encoder.dim if encoder is not None else split_word_dim(splits["train"])
-    model = SMVAE(build_model_config(run, word_dim, label_map, image_dim))
+    return encoder, word_dim
+
+
+def move_to_run_device(run: RunSettings, model: nn.Module, encoder: WordEncoder | None) -> None:
+    """Move the model and a fine-tuned encoder to the run's ``training.device``."""
     device = select_device(run.training.device)
     model.to(device)
     if encoder is not None:
         encoder.to(device)
+
+
+def build_trainer(run: RunSettings, splits: dict[str, SplitData]) -> Trainer:
+    """Draw the labelled subset and create the model and optimiser, seeded by the run."""
+    seed_everything(run.seed)
+    labelled, unlabelled = training_indices(run, splits)
+    label_map = LabelMap(ENTITY_TYPES)
+    images = splits["train"].images
+    image_dim = int(images.pooled.shape[1]) if images is not None else None
+    encoder, word_dim = load_word_source(run, splits)
+    model = SMVAE(build_model_config(run, word_dim, label_map, image_dim))
+    move_to_run_device(run, model, encoder)
     optimizer = new_optimizer(run, model, encoder)
     generator = torch.Generator().manual_seed(run.seed)
     return Trainer(

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def pooling_weights(pieces: Sequence[WordPieces], width: int, pooling: str) -> Tensor:
-    """Weights [B, N, P] that turn piece vectors into word vectors by one batched product.
+    """Return weights [B, N, P] that turn piece vectors into word vectors in one product.
 
     Row ``(b, n)`` contains 1 at the first piece of word n (``first``) or 1/k over its k
     pieces (``mean``), and only zeros for a word beyond the piece limit and for padding.
